@@ -1,0 +1,239 @@
+"""The run configuration: one flat set of keys shared by every runtime.
+
+A run is described by a flat mapping of scalar values -- the shape Flower's run config has
+(``[tool.flwr.app.config]``, ``flwr run --run-config``) -- so the same keys mean the same thing
+in a ``simulations/*.toml`` file, on the ``fedkit simulate --set key=value`` command line, in
+the in-process grid and under Flower's engines (DESIGN.md §4: one config key, one meaning).
+
+:class:`RunConfig` is the single validator of that mapping (STYLE.md rule 5): unknown keys,
+wrong types and out-of-range values are rejected with an error that names the key, the value
+and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunConfig", "ConfigError", "load_config_file", "parse_override", "apply_overrides"]
+
+
+class ConfigError(ValueError):
+    """A run configuration key, value or file is invalid."""
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": ("synthetic", "cifar10"),
+    "partition": ("natural", "iid", "dirichlet", "shards", "one-class"),
+    "model": ("logreg", "lenet5", "fedavg-cnn"),
+    "strategy": ("fedavg",),
+    "weighting": ("num-examples", "uniform"),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Every key a fedkit run understands, with its default.
+
+    Attributes:
+        name: Run name; results go to ``runs/<name>/`` unless ``output_dir`` is set.
+        seed: Root seed; every random stream of the run derives from it.
+        dataset: ``synthetic`` (embedded, generated in-process) or ``cifar10``.
+        data_dir: Folder holding ``cifar-10-batches-py/``; empty means ``$FEDKIT_DATA`` or the
+            per-user cache folder.
+        partition: How the training set is split over clients (``natural`` is the synthetic
+            generator's own split).
+        dirichlet_alpha: Concentration of the ``dirichlet`` partition.
+        classes_per_client: Classes per client of the ``shards`` partition.
+        synthetic_alpha, synthetic_beta: Heterogeneity of Synthetic(alpha, beta).
+        num_clients: N, the number of clients in the federation.
+        clients_per_round: K, clients sampled per round (among the available ones).
+        rounds: Number of server rounds.
+        model: ``logreg``, ``lenet5`` (FedLaAvg's CNN) or ``fedavg-cnn`` (McMahan et al.).
+        strategy: Server algorithm.
+        weighting: FedAvg weights: by each client's ``num-examples`` or uniform (the FedLaAvg
+            paper's FedAvg baseline averages uniformly).
+        local_steps: Local SGD steps per round; 0 means use ``local_epochs`` instead.
+        local_epochs: Local passes over the client's data (used when ``local_steps`` is 0).
+        batch_size: Local minibatch size.
+        lr: Client learning rate of round 1.
+        lr_decay: Per-round decay: round r uses ``lr * lr_decay ** (r - 1)``.
+        momentum, weight_decay: Local SGD options.
+        eval_every: Central evaluation on the test set every this many rounds (and after the
+            last round); 0 disables all but the final evaluation.
+        round_timeout: Seconds the server waits for the replies of one round.
+        output_dir: Results folder; empty means ``runs/<name>``.
+        progress: Print a progress line per round.
+    """
+
+    name: str = "demo"
+    seed: int = 0
+    dataset: str = "synthetic"
+    data_dir: str = ""
+    partition: str = "natural"
+    dirichlet_alpha: float = 0.5
+    classes_per_client: int = 2
+    synthetic_alpha: float = 1.0
+    synthetic_beta: float = 1.0
+    num_clients: int = 30
+    clients_per_round: int = 10
+    rounds: int = 30
+    model: str = "logreg"
+    strategy: str = "fedavg"
+    weighting: str = "num-examples"
+    local_steps: int = 10
+    local_epochs: int = 1
+    batch_size: int = 10
+    lr: float = 0.05
+    lr_decay: float = 1.0
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    eval_every: int = 1
+    round_timeout: float = 3600.0
+    output_dir: str = ""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            expected = _FIELD_TYPES[field.name]
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, field.name, float(value))
+                continue
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                raise ConfigError(
+                    f"config key {field.name!r} = {value!r} has type {type(value).__name__}, "
+                    f"expected {expected.__name__}"
+                )
+        for key, choices in _CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise ConfigError(
+                    f"config key {key!r} = {getattr(self, key)!r} is not one of {list(choices)}"
+                )
+        self._check_positive("num_clients", "clients_per_round", "rounds", "batch_size")
+        self._check_positive("lr", "lr_decay", "round_timeout", "dirichlet_alpha")
+        self._check_non_negative("local_steps", "local_epochs", "eval_every", "momentum")
+        self._check_non_negative("weight_decay", "seed")
+        if self.local_steps == 0 and self.local_epochs == 0:
+            raise ConfigError(
+                "config keys 'local_steps' and 'local_epochs' are both 0: set local_steps > 0, "
+                "or local_steps = 0 and local_epochs > 0"
+            )
+        if self.clients_per_round > self.num_clients:
+            raise ConfigError(
+                f"config key 'clients_per_round' = {self.clients_per_round} exceeds "
+                f"'num_clients' = {self.num_clients}"
+            )
+        if self.partition == "natural" and self.dataset != "synthetic":
+            raise ConfigError(
+                f"config key 'partition' = 'natural' needs dataset 'synthetic', got "
+                f"{self.dataset!r}; use one of 'iid', 'dirichlet', 'shards', 'one-class'"
+            )
+
+    def _check_positive(self, *keys: str) -> None:
+        for key in keys:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r}, expected > 0")
+
+    def _check_non_negative(self, *keys: str) -> None:
+        for key in keys:
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r}, expected >= 0")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Validate a flat mapping (a TOML table or Flower's ``context.run_config``).
+
+        Raises:
+            ConfigError: On an unknown key, a wrong type or an out-of-range value.
+        """
+        unknown = sorted(set(values) - set(_FIELD_TYPES))
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {unknown}; valid keys are {sorted(_FIELD_TYPES)}"
+            )
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat mapping of every key (what Flower receives as its run config)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """Return a validated copy with ``changes`` applied."""
+        return RunConfig.from_mapping({**self.to_dict(), **changes})
+
+    def lr_at(self, server_round: int) -> float:
+        """Client learning rate of round ``server_round`` (1-based): lr * lr_decay**(r - 1)."""
+        return self.lr * self.lr_decay ** (server_round - 1)
+
+    @property
+    def results_dir(self) -> Path:
+        """Where this run writes ``results.json`` and plots."""
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+
+_FIELD_TYPES: dict[str, type] = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+_FIELD_TYPES = {
+    name: {"str": str, "int": int, "float": float, "bool": bool}[str(kind)]
+    for name, kind in _FIELD_TYPES.items()
+}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``simulations/*.toml`` experiment file into a flat mapping.
+
+    The file holds run-config keys at top level (optionally under a ``[run]`` table).
+
+    Raises:
+        ConfigError: If the file is missing, not valid TOML, or holds nested tables.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    if "run" in data and isinstance(data["run"], dict):
+        data = {**{k: v for k, v in data.items() if k != "run"}, **data["run"]}
+    nested = [k for k, v in data.items() if isinstance(v, dict | list)]
+    if nested:
+        raise ConfigError(
+            f"config file {str(path)!r}: key(s) {nested} hold tables or arrays; "
+            "expected flat scalar keys (string, integer, float, boolean)"
+        )
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``--set key=value`` override; the value is read as a TOML value.
+
+    Bare words that are not TOML values are taken as strings, so ``--set dataset=cifar10``
+    works without quotes.
+
+    Raises:
+        ConfigError: If ``text`` has no ``=`` or an empty key.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return ``values`` updated with ``key=value`` overrides (input not mutated)."""
+    merged = dict(values)
+    for text in overrides:
+        key, value = parse_override(text)
+        merged[key] = value
+    return merged

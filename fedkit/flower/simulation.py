@@ -1,0 +1,179 @@
+"""Run a fedkit experiment under Flower's Simulation Engine (Ray) with ``flwr run``.
+
+``flwr run <app> local`` submits the run to a local simulation SuperLink (127.0.0.1:39091),
+which it starts detached if none is running, with one virtual SuperNode per client. Two Flower
+behaviours shape this module (shared/reference/flower.md §11):
+
+* ``flwr run`` exits 0 even when the ServerApp fails, so the run's final status is read back
+  with ``flwr ls <connection> --format json`` and a failure raises :class:`FlowerRunError`;
+* the SuperLink keeps running after the run; :func:`run_flower_simulation` stops the SuperLink
+  processes that it started itself (by PID), never one that was already running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fedkit.config import RunConfig
+
+__all__ = ["FlowerRunError", "run_flower_simulation", "flower_env", "find_project_root"]
+
+logger = logging.getLogger(__name__)
+
+
+class FlowerRunError(RuntimeError):
+    """A run under Flower's engine did not finish successfully."""
+
+
+def find_project_root() -> Path:
+    """The folder holding fedkit's pyproject.toml (the Flower app that ``flwr run`` builds).
+
+    Raises:
+        FlowerRunError: If fedkit is not installed from a source checkout.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise FlowerRunError(
+            f"no pyproject.toml in {root}: --runtime flower needs fedkit installed from a "
+            "source checkout (pip install -e .)"
+        )
+    return root
+
+
+def flower_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for Flower's CLI and the processes it spawns.
+
+    The interpreter's ``bin`` folder goes first on PATH (Flower starts ``flwr-serverapp`` and
+    ``flwr-clientapp`` by name); telemetry, the update check and per-run dependency
+    installation are off unless the caller set them.
+    """
+    env = dict(os.environ if base is None else base)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    env.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
+    return env
+
+
+def _superlink_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"flower-superlink") for part in cmdline[:2]):
+            pids.add(int(entry.name))
+    return pids
+
+
+def _stop(pids: set[int], timeout: float = 10.0) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if Path(f"/proc/{pid}").exists():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _run_status(run_id: int, env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run(["flwr", "ls", "local", "--format", "json"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    try:
+        listing = json.loads(out.stdout)
+    except json.JSONDecodeError as exc:
+        raise FlowerRunError(f"could not read `flwr ls` output: {out.stdout!r} {out.stderr!r}") \
+            from exc
+    for run in listing.get("runs", []):
+        if int(run.get("run-id", -1)) == run_id:
+            return run
+    raise FlowerRunError(f"run {run_id} is not listed by `flwr ls local`: {listing}")
+
+
+def run_flower_simulation(
+    cfg: RunConfig,
+    *,
+    num_cpus_per_client: float = 1.0,
+    stream_to: Any = None,
+    keep_superlink: bool = False,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run ``cfg`` with ``flwr run . local`` and return Flower's record of the finished run.
+
+    ``cfg.output_dir`` and ``cfg.data_dir`` should be absolute: the ServerApp and ClientApps
+    run in other processes with other working directories.
+
+    Raises:
+        FlowerRunError: If the run does not reach the status ``finished:completed``.
+    """
+    env = flower_env()
+    before = _superlink_pids()
+    with tempfile.TemporaryDirectory(prefix="fedkit-run-config-") as tmp:
+        config_file = Path(tmp) / "run_config.toml"
+        config_file.write_text(
+            "".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.to_dict().items())
+        )
+        federation = (f"num-supernodes={cfg.num_clients} "
+                      f"client-resources-num-cpus={num_cpus_per_client}")
+        cmd = ["flwr", "run", str(find_project_root()), "local", "--stream",
+               "--run-config", str(config_file), "--federation-config", federation]
+        logger.info("running: %s", " ".join(cmd))
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        run_id = None
+        lines = []
+        try:
+            for line in proc.stdout or ():
+                lines.append(line)
+                if stream_to is not None:
+                    stream_to.write(line)
+                    stream_to.flush()
+                match = re.search(r"run (?:ID )?(\d{3,})", line, flags=re.IGNORECASE)
+                if run_id is None and match:
+                    run_id = int(match.group(1))
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        try:
+            if run_id is None:
+                raise FlowerRunError("`flwr run` printed no run id:\n" + "".join(lines[-40:]))
+            status = _run_status(run_id, env)
+        finally:
+            if not keep_superlink:
+                _stop(_superlink_pids() - before)
+    if status.get("status") != "finished:completed":
+        raise FlowerRunError(
+            f"Flower run {run_id} ended with status {status.get('status')!r}: "
+            f"{status.get('status-details', '')}\n" + "".join(lines[-40:])
+        )
+    return status

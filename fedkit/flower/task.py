@@ -1,0 +1,84 @@
+"""What a fedkit run trains: its data, model and client identity, built from the run config.
+
+Shared by the ServerApp and the ClientApp so both sides agree on the partition and the model
+architecture for a given configuration. Datasets are cached per process (Flower calls the
+ClientApp once per message; Ray actors and the in-process grid reuse one process), and so is
+one model object per architecture, whose weights every message overwrites completely.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from flwr.app import ArrayRecord, Context
+
+from fedkit.config import RunConfig
+from fedkit.data import FederatedData, load_federated_data
+from fedkit.models import build_model
+
+__all__ = ["client_id_of", "load_data", "new_model", "model_with_arrays", "arrays_of"]
+
+
+def client_id_of(context: Context, num_clients: int) -> int:
+    """The stable client id of this node.
+
+    Deployment nodes set ``client-id`` in their node config; Flower's Simulation Engine and
+    the in-process grid set ``partition-id``.
+
+    Raises:
+        ValueError: If neither key is present or the id is not in ``[0, num_clients)``.
+    """
+    node_config = context.node_config
+    key = "client-id" if "client-id" in node_config else "partition-id"
+    value = node_config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < num_clients:
+        raise ValueError(
+            f"node config {key!r} = {value!r}, expected an integer in [0, {num_clients}) "
+            "(set 'client-id' in the SuperNode's --node-config)"
+        )
+    return value
+
+
+def load_data(cfg: RunConfig) -> FederatedData:
+    """The run's federated dataset (cached per process on the data-defining keys)."""
+    return load_federated_data(
+        dataset=cfg.dataset,
+        num_clients=cfg.num_clients,
+        partition=cfg.partition,
+        seed=cfg.seed,
+        data_dir=cfg.data_dir or None,
+        dirichlet_alpha=cfg.dirichlet_alpha,
+        classes_per_client=cfg.classes_per_client,
+        synthetic_alpha=cfg.synthetic_alpha,
+        synthetic_beta=cfg.synthetic_beta,
+    )
+
+
+def new_model(cfg: RunConfig, data: FederatedData) -> torch.nn.Module:
+    """A freshly initialised model (seeded by the run's seed)."""
+    return build_model(
+        cfg.model,
+        input_shape=tuple(data.train.input_shape),
+        num_classes=data.train.num_classes,
+        seed=cfg.seed,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _model_template(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    return build_model(name, input_shape=input_shape, num_classes=num_classes, seed=0)
+
+
+def model_with_arrays(cfg: RunConfig, data: FederatedData, arrays: ArrayRecord) -> torch.nn.Module:
+    """The per-process model object, with every parameter and buffer set from ``arrays``."""
+    model = _model_template(cfg.model, tuple(data.train.input_shape), data.train.num_classes)
+    model.load_state_dict(arrays.to_torch_state_dict(), strict=True)
+    return model
+
+
+def arrays_of(model: torch.nn.Module) -> ArrayRecord:
+    """The model's state as an ArrayRecord (detached copies, key order kept)."""
+    return ArrayRecord(
+        torch_state_dict={k: v.detach().clone() for k, v in model.state_dict().items()}
+    )

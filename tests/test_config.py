@@ -1,0 +1,104 @@
+"""The run config: one validator, defaults in sync with pyproject, every experiment file valid."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fedkit.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    load_config_file,
+    parse_override,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_flower_config_lists_every_key_with_its_default():
+    # Flower only accepts --run-config overrides of keys declared in pyproject.toml.
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert declared == RunConfig().to_dict()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "simulations").glob("*.toml")), ids=str)
+def test_every_experiment_file_validates(path):
+    cfg = RunConfig.from_mapping(load_config_file(path))
+    assert cfg.name == path.stem
+
+
+def test_unknown_key_is_rejected_with_valid_keys_listed():
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['roundz'\].*valid keys"):
+        RunConfig.from_mapping({"roundz": 3})
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    with pytest.raises(ConfigError, match=r"'rounds' = '3' has type str, expected int"):
+        RunConfig.from_mapping({"rounds": "3"})
+    with pytest.raises(ConfigError, match=r"'progress' = 1 has type int, expected bool"):
+        RunConfig.from_mapping({"progress": 1})
+    with pytest.raises(ConfigError, match=r"'num_clients' = True has type bool, expected int"):
+        RunConfig.from_mapping({"num_clients": True})
+
+
+def test_int_is_accepted_for_float_keys():
+    assert RunConfig.from_mapping({"lr": 1}).lr == 1.0
+
+
+@pytest.mark.parametrize("key", ["dataset", "partition", "model", "strategy", "weighting"])
+def test_choice_keys_reject_unknown_values(key):
+    with pytest.raises(ConfigError, match=rf"'{key}' = 'nope' is not one of"):
+        RunConfig.from_mapping({key: "nope"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"rounds": 0}, r"'rounds' = 0, expected > 0"),
+        ({"lr": -0.1}, r"'lr' = -0.1, expected > 0"),
+        ({"eval_every": -1}, r"'eval_every' = -1, expected >= 0"),
+        ({"local_steps": 0, "local_epochs": 0}, r"both 0"),
+        ({"clients_per_round": 31, "num_clients": 30}, r"'clients_per_round' = 31 exceeds"),
+        ({"dataset": "cifar10", "partition": "natural"}, r"'natural' needs dataset 'synthetic'"),
+    ],
+)
+def test_range_checks(changes, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        RunConfig.from_mapping(changes)
+
+
+def test_learning_rate_decays_per_round():
+    cfg = RunConfig(lr=0.01, lr_decay=0.9999)
+    assert cfg.lr_at(1) == 0.01
+    assert cfg.lr_at(101) == pytest.approx(0.01 * 0.9999**100)
+
+
+def test_overrides_are_parsed_as_toml_values_with_bare_strings_allowed():
+    assert parse_override("rounds=3") == ("rounds", 3)
+    assert parse_override("lr=0.5") == ("lr", 0.5)
+    assert parse_override("progress=false") == ("progress", False)
+    assert parse_override("dataset=cifar10") == ("dataset", "cifar10")
+    assert parse_override("name='a b'") == ("name", "a b")
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        parse_override("rounds")
+
+
+def test_apply_overrides_does_not_mutate_its_input():
+    values = {"rounds": 5}
+    merged = apply_overrides(values, ["rounds=7", "seed=3"])
+    assert merged == {"rounds": 7, "seed": 3}
+    assert values == {"rounds": 5}
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rounds = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config_file(bad)
+    nested = tmp_path / "nested.toml"
+    nested.write_text("[model]\nname = 'x'\n")
+    with pytest.raises(ConfigError, match=r"\['model'\] hold tables"):
+        load_config_file(nested)
