@@ -105,6 +105,11 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
+def _int_if_whole(value: float) -> float | int:
+    # Flower's federation config wants an integer CPU count where one is meant.
+    return int(value) if float(value).is_integer() else value
+
+
 def _run_status(run_id: int, env: dict[str, str]) -> dict[str, Any]:
     out = subprocess.run(["flwr", "ls", "local", "--format", "json"], env=env,
                          capture_output=True, text=True, timeout=120)
@@ -143,7 +148,7 @@ def run_flower_simulation(
             "".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.to_dict().items())
         )
         federation = (f"num-supernodes={cfg.num_clients} "
-                      f"client-resources-num-cpus={num_cpus_per_client}")
+                      f"client-resources-num-cpus={_toml_value(_int_if_whole(num_cpus_per_client))}")
         cmd = ["flwr", "run", str(find_project_root()), "local", "--stream",
                "--run-config", str(config_file), "--federation-config", federation]
         logger.info("running: %s", " ".join(cmd))
