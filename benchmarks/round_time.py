@@ -9,8 +9,9 @@ the rest is reported.
 
 Usage:
     python benchmarks/round_time.py [--rounds 8] [--data-dir DIR] [--skip-flower]
+    python benchmarks/round_time.py --table-only   # README table from the existing result file
 
-Writes benchmarks/results/round_time.json.
+Writes benchmarks/results/round_time.json and regenerates the table in README.md from it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,40 @@ from fedkit.flower import run_inprocess
 from fedkit.flower.simulation import run_flower_simulation
 
 RESULT = Path(__file__).parent / "results" / "round_time.json"
+README = Path(__file__).parents[1] / "README.md"
+MARKER_START = "<!-- round-time-table -->"
+MARKER_END = "<!-- /round-time-table -->"
+
+
+def readme_table(report: dict) -> str:
+    """The README table, generated from the result file only."""
+    machine = report["machine"]
+    rows = [
+        "| runtime | seconds per round (median) | relative |",
+        "|---|---|---|",
+    ]
+    base = report["sequential"]["seconds_per_round"]
+    for key, label in (("sequential", "fedkit in-process grid"),
+                       ("flower", "Flower Simulation Engine (Ray)")):
+        if key in report:
+            sec = report[key]["seconds_per_round"]
+            rows.append(f"| {label} | {sec:.2f} | {sec / base:.2f}x |")
+    rows.append("")
+    rows.append(
+        f"Measured on {machine['cpu']} ({machine['cpu_count']} cores), torch "
+        f"{machine['packages']['torch']}, flwr {machine['packages']['flwr']}, "
+        f"{report['setup']['rounds']} rounds per runtime, median of rounds 2..R-1; "
+        "`benchmarks/results/round_time.json`."
+    )
+    return "\n".join(rows)
+
+
+def update_readme(report: dict) -> None:
+    """Replace the text between the two README markers with :func:`readme_table`."""
+    text = README.read_text()
+    head, rest = text.split(MARKER_START, 1)
+    _, tail = rest.split(MARKER_END, 1)
+    README.write_text(f"{head}{MARKER_START}\n{readme_table(report)}\n{MARKER_END}{tail}")
 
 
 def setup(rounds: int, data_dir: Path, out: Path, name: str) -> RunConfig:
@@ -56,7 +91,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--skip-flower", action="store_true")
+    parser.add_argument("--table-only", action="store_true",
+                        help="only regenerate the README table from the result file")
     args = parser.parse_args()
+    if args.table_only:
+        update_readme(json.loads(RESULT.read_text()))
+        return
     data_dir = (args.data_dir or default_data_dir()).resolve()
     report: dict = {}
     with tempfile.TemporaryDirectory(prefix="fedkit-bench-") as tmp:
@@ -87,6 +127,7 @@ def main() -> None:
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {RESULT}")
+    update_readme(report)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ class RunConfig:
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, field.name, float(value))
                 continue
-            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            wrong_bool = expected is not bool and isinstance(value, bool)
+            if not isinstance(value, expected) or wrong_bool:
                 raise ConfigError(
                     f"config key {field.name!r} = {value!r} has type {type(value).__name__}, "
                     f"expected {expected.__name__}"

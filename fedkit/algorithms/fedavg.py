@@ -153,10 +153,9 @@ class FedAvg(Strategy):
             r.num_examples if self.weighting == "num-examples" else 1.0 for r in accepted
         ]
         new_arrays = weighted_mean([r.arrays for r in accepted], weights)
-        losses = [(r.metrics.get("train-loss"), w) for r, w in zip(accepted, weights, strict=True)]
-        if all(loss is not None for loss, _ in losses):
-            metrics["train-loss"] = float(np.average([l for l, _ in losses],
-                                                     weights=[w for _, w in losses]))
+        losses = [r.metrics.get("train-loss") for r in accepted]
+        if all(loss is not None for loss in losses):
+            metrics["train-loss"] = float(np.average(losses, weights=weights))
         record = ArrayRecord(
             {name: Array(a) for name, a in zip(self._reference.keys(), new_arrays, strict=True)}
         )

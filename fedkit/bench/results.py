@@ -29,6 +29,16 @@ RESULTS_FILE = "results.json"
 _PACKAGES = ("fedkit", "flwr", "torch", "torchvision", "numpy", "ray")
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def environment_info() -> dict[str, Any]:
     """Versions and machine facts recorded with every result."""
     versions = {}
@@ -38,6 +48,7 @@ def environment_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
+        "cpu": _cpu_model(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),

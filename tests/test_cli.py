@@ -1,0 +1,73 @@
+"""The `fedkit` command: help, a full simulate run, and clear errors."""
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fedkit.cli import main
+from fedkit.flower.progress import ProgressLine
+
+
+def test_help_lists_every_subcommand_option():
+    out = subprocess.run([sys.executable, "-m", "fedkit.cli", "simulate", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--config", "--set", "--runtime", "--data-dir", "--output-dir", "--quiet",
+                 "--list-keys", "inprocess", "flower"):
+        assert flag in out
+    top = subprocess.run([sys.executable, "-m", "fedkit.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "simulate" in top and "--version" in top
+
+
+def test_simulate_writes_results_and_prints_summary(tmp_path, capsys):
+    code = main(["simulate", "--config", "simulations/demo.toml", "--set", "rounds=3",
+                 "--set", "num_clients=12", "--output-dir", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "final test accuracy" in out and "rounds                       3" in out
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["config"]["num_clients"] == 12
+    assert len(results["rounds"]) == 3
+    assert (tmp_path / "run" / "accuracy.png").stat().st_size > 1000
+
+
+def test_bad_override_exits_2_with_the_key_named(capsys):
+    assert main(["simulate", "--set", "rounds=zero"]) == 2
+    err = capsys.readouterr().err
+    assert "'rounds' = 'zero' has type str, expected int" in err
+
+
+def test_missing_cifar10_folder_exits_1_with_where_to_put_it(tmp_path, capsys, monkeypatch):
+    # Make the fallback download fail fast and offline.
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    code = main(["simulate", "--config", "simulations/cifar10_fedavg.toml", "--set", "rounds=1",
+                 "--data-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "o")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "CIFAR-10 not found" in err and "FEDKIT_DATA" in err and "--data-dir" in err
+
+
+def test_list_keys_prints_every_default(capsys):
+    assert main(["simulate", "--list-keys"]) == 0
+    out = capsys.readouterr().out
+    assert "rounds = 30" in out and "dataset = 'synthetic'" in out
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_line_shows_round_loss_accuracy_and_eta(tty):
+    stream = io.StringIO()
+    stream.isatty = lambda: tty  # type: ignore[method-assign]
+    bar = ProgressLine(4, stream=stream, every_s=0.0)
+    bar.update(2, loss=0.5, accuracy=0.25)
+    bar.update(4, loss=0.25, accuracy=0.5)
+    text = stream.getvalue()
+    assert "round 2/4" in text and "loss 0.5000" in text and " 25.0%" in text and "ETA" in text
+    assert text.endswith("\n") and "round 4/4" in text
