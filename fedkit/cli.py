@@ -100,7 +100,7 @@ def _print_summary(cfg: RunConfig, results: dict) -> None:
     rows = [
         ("run", cfg.name),
         ("runtime", results["runtime"]),
-        ("strategy / model", f"{cfg.strategy} / {cfg.model}"),
+        ("algorithm / model", f"{cfg.algorithm} / {cfg.model}"),
         ("dataset / partition", f"{cfg.dataset} / {cfg.partition}"),
         ("clients (N) / per round (K)", f"{cfg.num_clients} / {cfg.clients_per_round}"),
         ("rounds", str(summary["rounds"])),

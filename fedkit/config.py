@@ -29,7 +29,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": ("synthetic", "cifar10"),
     "partition": ("natural", "iid", "dirichlet", "shards", "one-class"),
     "model": ("logreg", "lenet5", "fedavg-cnn"),
-    "strategy": ("fedavg",),
+    "algorithm": ("fedavg",),
     "weighting": ("num-examples", "uniform"),
 }
 
@@ -53,7 +53,7 @@ class RunConfig:
         clients_per_round: K, clients sampled per round (among the available ones).
         rounds: Number of server rounds.
         model: ``logreg``, ``lenet5`` (FedLaAvg's CNN) or ``fedavg-cnn`` (McMahan et al.).
-        strategy: Server algorithm.
+        algorithm: Server algorithm (a Flower strategy).
         weighting: FedAvg weights: by each client's ``num-examples`` or uniform (the FedLaAvg
             paper's FedAvg baseline averages uniformly).
         local_steps: Local SGD steps per round; 0 means use ``local_epochs`` instead.
@@ -82,7 +82,7 @@ class RunConfig:
     clients_per_round: int = 10
     rounds: int = 30
     model: str = "logreg"
-    strategy: str = "fedavg"
+    algorithm: str = "fedavg"
     weighting: str = "num-examples"
     local_steps: int = 10
     local_epochs: int = 1

@@ -46,7 +46,7 @@ def test_int_is_accepted_for_float_keys():
     assert RunConfig.from_mapping({"lr": 1}).lr == 1.0
 
 
-@pytest.mark.parametrize("key", ["dataset", "partition", "model", "strategy", "weighting"])
+@pytest.mark.parametrize("key", ["dataset", "partition", "model", "algorithm", "weighting"])
 def test_choice_keys_reject_unknown_values(key):
     with pytest.raises(ConfigError, match=rf"'{key}' = 'nope' is not one of"):
         RunConfig.from_mapping({key: "nope"})

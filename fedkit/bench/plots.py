@@ -34,7 +34,7 @@ def plot_accuracy(results: dict[str, Any], path: str | Path) -> Path:
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
     fig.suptitle(
-        f"{cfg['name']}: {cfg['strategy']} on {cfg['dataset']} ({cfg['model']}), "
+        f"{cfg['name']}: {cfg['algorithm']} on {cfg['dataset']} ({cfg['model']}), "
         f"N={cfg['num_clients']}, K={cfg['clients_per_round']}, seed {cfg['seed']}"
     )
     fig.tight_layout()

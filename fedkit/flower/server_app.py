@@ -32,15 +32,15 @@ app = ServerApp()
 
 
 def make_strategy(cfg: RunConfig) -> FedAvg:
-    """The strategy named by ``cfg.strategy``."""
-    if cfg.strategy == "fedavg":
+    """The strategy named by ``cfg.algorithm``."""
+    if cfg.algorithm == "fedavg":
         return FedAvg(
             clients_per_round=cfg.clients_per_round,
             num_clients=cfg.num_clients,
             seed=cfg.seed,
             weighting=cfg.weighting,
         )
-    raise ValueError(f"config key 'strategy' = {cfg.strategy!r} is not implemented")
+    raise ValueError(f"config key 'algorithm' = {cfg.algorithm!r} is not implemented")
 
 
 def _round_record(cfg: RunConfig, outcome: RoundOutcome) -> dict:
