@@ -29,7 +29,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": ("synthetic", "cifar10"),
     "partition": ("natural", "iid", "dirichlet", "shards", "one-class"),
     "model": ("logreg", "lenet5", "fedavg-cnn"),
-    "algorithm": ("fedavg",),
+    "algorithm": ("fedavg", "fedlaavg", "mifa", "fedau", "fedvarp"),
+    "fedlaavg_mode": ("client-delta", "server-table"),
+    "loss_scaling": ("none", "data-weighted"),
+    "availability_enforce": ("server", "client"),
     "weighting": ("num-examples", "uniform"),
 }
 
@@ -53,7 +56,23 @@ class RunConfig:
         clients_per_round: K, clients sampled per round (among the available ones).
         rounds: Number of server rounds.
         model: ``logreg``, ``lenet5`` (FedLaAvg's CNN) or ``fedavg-cnn`` (McMahan et al.).
-        algorithm: Server algorithm (a Flower strategy).
+        algorithm: Server algorithm (a Flower strategy): fedavg, fedlaavg, mifa, fedau,
+            fedvarp.
+        fedlaavg_mode: FedLaAvg's storage: ``client-delta`` (clients keep G_i, the paper's) or
+            ``server-table`` (the server stores every G_i).
+        warmup_rounds: FedLaAvg rounds that collect updates without stepping the model.
+        server_lr: Server learning rate of FedAU and FedVARP.
+        fedau_cutoff: FedAU's interval cutoff K.
+        mifa_wait_for_all: MIFA makes no update before every client has responded once.
+        loss_scaling: ``data-weighted`` scales client i's loss by N n_i / n (FedLaAvg's code).
+        availability: Availability scenario: a name under ``simulations/scenarios/`` or a
+            path to a scenario TOML file.
+        availability_enforce: ``server``: the grid exposes only the online clients
+            (simulation); ``client``: each client declines work while its scenario says it
+            is offline (deployment).
+        checkpoint_every: Save the server state every this many rounds (0: never); a run
+            started again with ``resume = true`` continues from the last checkpoint.
+        resume: Continue from the checkpoint in the results folder, if there is one.
         weighting: FedAvg weights: by each client's ``num-examples`` or uniform (the FedLaAvg
             paper's FedAvg baseline averages uniformly).
         local_steps: Local SGD steps per round; 0 means use ``local_epochs`` instead.
@@ -83,6 +102,16 @@ class RunConfig:
     rounds: int = 30
     model: str = "logreg"
     algorithm: str = "fedavg"
+    fedlaavg_mode: str = "client-delta"
+    warmup_rounds: int = 0
+    server_lr: float = 1.0
+    fedau_cutoff: int = 50
+    mifa_wait_for_all: bool = True
+    loss_scaling: str = "none"
+    availability: str = "always"
+    availability_enforce: str = "server"
+    checkpoint_every: int = 0
+    resume: bool = False
     weighting: str = "num-examples"
     local_steps: int = 10
     local_epochs: int = 1
@@ -115,7 +144,9 @@ class RunConfig:
                     f"config key {key!r} = {getattr(self, key)!r} is not one of {list(choices)}"
                 )
         self._check_positive("num_clients", "clients_per_round", "rounds", "batch_size")
-        self._check_positive("lr", "lr_decay", "round_timeout", "dirichlet_alpha")
+        self._check_positive("lr", "lr_decay", "round_timeout", "dirichlet_alpha", "server_lr")
+        self._check_positive("fedau_cutoff")
+        self._check_non_negative("warmup_rounds", "checkpoint_every")
         self._check_non_negative("local_steps", "local_epochs", "eval_every", "momentum")
         self._check_non_negative("weight_decay", "seed")
         if self.local_steps == 0 and self.local_epochs == 0:

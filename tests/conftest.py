@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from fedkit.data.cifar10 import default_data_dir
+
 
 @pytest.fixture(scope="session")
 def cifar10_dir() -> Path:
-    """The folder holding ``cifar-10-batches-py/``, from ``$FEDKIT_DATA``; skip if absent.
+    """The folder holding ``cifar-10-batches-py/`` (fedkit's default data folder:
+    ``$FEDKIT_DATA`` or the per-user cache); skip, saying why, if the copy is absent.
 
     Tests never download: ``make test`` builds an offline copy from ../shared/data/cifar10
-    (``python ../shared/data/cifar10/build.py OUT_ROOT``) and sets ``FEDKIT_DATA=OUT_ROOT``.
+    (``python ../shared/data/cifar10/build.py OUT_ROOT``) into ``$FEDKIT_DATA``.
     """
-    root = os.environ.get("FEDKIT_DATA", "")
-    if not root:
-        pytest.skip(
-            "CIFAR-10 test data not configured: set FEDKIT_DATA to a folder holding "
-            "cifar-10-batches-py/ (build one with python ../shared/data/cifar10/build.py OUT_ROOT)"
-        )
-    folder = Path(root) / "cifar-10-batches-py"
+    root = default_data_dir()
+    folder = root / "cifar-10-batches-py"
     required = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     missing = [name for name in required if not (folder / name).is_file()]
     if missing:
-        pytest.skip(f"FEDKIT_DATA={root} lacks {folder}/{{{', '.join(missing)}}}")
+        pytest.skip(
+            f"offline CIFAR-10 copy not found: {folder} lacks {', '.join(missing)} "
+            "(make test builds it from ../shared/data/cifar10; or set FEDKIT_DATA)"
+        )
     return Path(root)

@@ -9,27 +9,21 @@ new global model is the weighted mean
 
 The uniform variant is the FedAvg baseline of Yan et al. (FedLaAvg paper, code
 ``mikudehuane/FedLaAvg``): x <- x - lr * (1/K) sum_i G_i, which equals the plain mean of the
-local models. The arithmetic is :func:`weighted_mean` (numpy, float64 accumulation); the
-strategy only samples (seeded, by stable client id), validates replies and converts records.
+local models. The arithmetic is :func:`weighted_mean` (numpy, float64 accumulation).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.app import Array, ArrayRecord
 
+from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
-from fedkit.algorithms.replies import ARRAYS_KEY, validate_train_replies
-from fedkit.algorithms.sampling import sample_uniform
+from fedkit.algorithms.replies import Rejection, TrainReply
 
 __all__ = ["FedAvg", "weighted_mean"]
-
-logger = logging.getLogger(__name__)
 
 _WEIGHTINGS = ("num-examples", "uniform")
 
@@ -67,7 +61,7 @@ def weighted_mean(
     return out
 
 
-class FedAvg(Strategy):
+class FedAvg(FedkitStrategy):
     """FedAvg with seeded sampling by stable client id and validated replies.
 
     Args:
@@ -78,104 +72,25 @@ class FedAvg(Strategy):
         directory: Node-id to client-id map; a new one is made if omitted.
     """
 
-    def __init__(
-        self,
-        *,
-        clients_per_round: int,
-        num_clients: int,
-        seed: int = 0,
-        weighting: str = "num-examples",
-        directory: ClientDirectory | None = None,
-    ) -> None:
+    name = "fedavg"
+
+    def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
+                 weighting: str = "num-examples",
+                 directory: ClientDirectory | None = None) -> None:
         if weighting not in _WEIGHTINGS:
             raise ValueError(f"weighting = {weighting!r}, expected one of {list(_WEIGHTINGS)}")
-        if not 1 <= clients_per_round <= num_clients:
-            raise ValueError(
-                f"clients_per_round = {clients_per_round}, expected 1..num_clients "
-                f"({num_clients})"
-            )
-        self.clients_per_round = clients_per_round
-        self.num_clients = num_clients
-        self.seed = seed
+        super().__init__(clients_per_round=clients_per_round, num_clients=num_clients,
+                         seed=seed, directory=directory)
         self.weighting = weighting
-        self.directory = directory or ClientDirectory(num_clients)
-        self._pending: list[tuple[Message, int]] = []
-        self._reference: ArrayRecord | None = None
 
-    def select_clients(self, server_round: int, online: Iterable[int]) -> list[int]:
-        """The clients to train this round (override point for other selection rules)."""
-        return sample_uniform(online, self.clients_per_round, seed=self.seed,
-                              server_round=server_round)
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Sample K online clients (seeded) and send each the model and the round's config."""
-        online = self.directory.online(grid)
-        chosen = self.select_clients(server_round, online)
-        config = ConfigRecord({**config, "server-round": server_round})
-        content = RecordDict({ARRAYS_KEY: arrays, "config": config})
-        messages = [
-            Message(content, online[c], "train", group_id=str(server_round)) for c in chosen
-        ]
-        self._reference = arrays
-        self._pending = list(zip(messages, chosen, strict=True))
-        return messages
-
-    def _sent_this_round(self) -> dict[str, tuple[int, int]]:
-        """Message id -> (node id, client id); ids exist once the grid has pushed them."""
-        return {
-            msg.metadata.message_id: (msg.metadata.dst_node_id, client_id)
-            for msg, client_id in self._pending
-            if msg.metadata.message_id
-        }
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Average the accepted local models; rejected replies are logged and left out."""
-        if self._reference is None:
-            raise RuntimeError("aggregate_train called before configure_train")
-        accepted, rejected = validate_train_replies(
-            replies, sent=self._sent_this_round(), reference=self._reference
-        )
-        metrics = MetricRecord({
-            "num-replies": len(accepted),
-            "num-rejected": len(rejected),
-            "clients": [r.client_id for r in accepted],
-            "rejected-clients": [r.client_id for r in rejected if r.client_id is not None],
-        })
-        if not accepted:
-            logger.warning("round %s: no valid reply; the global model is unchanged",
-                           server_round)
-            return None, metrics
-        weights = [
-            r.num_examples if self.weighting == "num-examples" else 1.0 for r in accepted
-        ]
+    def aggregate(self, server_round: int, accepted: list[TrainReply],
+                  rejected: list[Rejection]) -> ArrayRecord | None:
+        """The weighted mean of the accepted local models."""
+        if not accepted or self._reference is None:
+            return None
+        weights = [r.num_examples if self.weighting == "num-examples" else 1.0
+                   for r in accepted]
         new_arrays = weighted_mean([r.arrays for r in accepted], weights)
-        losses = [r.metrics.get("train-loss") for r in accepted]
-        if all(loss is not None for loss in losses):
-            metrics["train-loss"] = float(np.average(losses, weights=weights))
-        record = ArrayRecord(
+        return ArrayRecord(
             {name: Array(a) for name, a in zip(self._reference.keys(), new_arrays, strict=True)}
-        )
-        return record, metrics
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """No federated evaluation: fedkit evaluates centrally on the test set."""
-        return []
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        """Nothing to aggregate (see :meth:`configure_evaluate`)."""
-        return None
-
-    def summary(self) -> None:
-        """Log the strategy's settings."""
-        logger.info(
-            "FedAvg: K=%s of N=%s clients per round, weighting=%s, seed=%s",
-            self.clients_per_round, self.num_clients, self.weighting, self.seed,
         )

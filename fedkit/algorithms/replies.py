@@ -9,6 +9,10 @@ was expected, and the round continues without it (STYLE.md rules 5 and 6). Check
 * it holds exactly one ArrayRecord ``arrays`` whose names, shapes and dtypes equal those of
   the global model, with finite values only (no NaN or Inf);
 * it holds a MetricRecord ``metrics`` with an integer ``num-examples`` > 0.
+
+A reply whose metrics say ``state-lost = 1`` (a client-delta client whose stored state does
+not match the version the server expects) is rejected with ``state_lost=True`` so the
+strategy can schedule its recovery.
 """
 
 from __future__ import annotations
@@ -20,12 +24,20 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-__all__ = ["TrainReply", "Rejection", "validate_train_replies", "ARRAYS_KEY", "METRICS_KEY"]
+__all__ = [
+    "ARRAYS_KEY",
+    "METRICS_KEY",
+    "STATE_LOST_KEY",
+    "Rejection",
+    "TrainReply",
+    "validate_train_replies",
+]
 
 logger = logging.getLogger(__name__)
 
 ARRAYS_KEY = "arrays"
 METRICS_KEY = "metrics"
+STATE_LOST_KEY = "state-lost"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +64,7 @@ class Rejection:
     client_id: int | None
     node_id: int
     reason: str
+    state_lost: bool = False
 
 
 def _check_arrays(record: ArrayRecord, reference: ArrayRecord) -> tuple[np.ndarray, ...] | str:
@@ -116,10 +129,10 @@ def validate_train_replies(
     accepted: dict[int, TrainReply] = {}
     rejected: list[Rejection] = []
 
-    def reject(client_id: int | None, node_id: int, reason: str) -> None:
+    def reject(client_id: int | None, node_id: int, reason: str, state_lost: bool = False) -> None:
         who = f"client {client_id}" if client_id is not None else f"node {node_id}"
         logger.warning("reply from %s rejected: %s; the round continues without it", who, reason)
-        rejected.append(Rejection(client_id, node_id, reason))
+        rejected.append(Rejection(client_id, node_id, reason, state_lost))
 
     for msg in replies:
         node_id = msg.metadata.src_node_id
@@ -136,6 +149,12 @@ def validate_train_replies(
             continue
         if client_id in accepted:
             reject(client_id, node_id, "duplicate reply within the round")
+            continue
+        metrics = msg.content.metric_records.get(METRICS_KEY)
+        if metrics is not None and metrics.get(STATE_LOST_KEY) == 1:
+            reject(client_id, node_id, "the client's stored state does not match the server's "
+                   "version (lost or out of date); it is sent a recovery model when next selected",
+                   state_lost=True)
             continue
         checked = _check_content(msg, reference)
         if isinstance(checked, str):

@@ -8,6 +8,7 @@ Every run writes one JSON document (DESIGN.md §4: results are files) with:
 * ``rounds``: one object per round -- ``round``, ``seconds``, ``lr``, ``clients`` (the stable
   ids whose replies were aggregated), ``rejected_clients``, ``num_replies``, ``num_rejected``,
   ``train_loss`` and, when evaluated, ``test_loss`` and ``test_accuracy`` (a fraction);
+* ``scenario_card``: realised availability and participation (``fedkit.availability.card``);
 * ``summary``: final/best accuracy and timing, derived from ``rounds`` by :func:`summarize`.
 
 Plots and tables are regenerated from this file alone.
@@ -91,6 +92,7 @@ class RunLog:
         self.runtime = runtime
         self.partition = partition
         self.rounds: list[dict[str, Any]] = []
+        self.scenario_card: dict[str, Any] | None = None
         self.environment = environment_info()
 
     def add_round(self, record: dict[str, Any]) -> None:
@@ -106,6 +108,7 @@ class RunLog:
             "environment": self.environment,
             "partition": self.partition,
             "rounds": self.rounds,
+            "scenario_card": self.scenario_card,
             "summary": summarize(self.rounds),
         }
 

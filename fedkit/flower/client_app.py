@@ -3,8 +3,10 @@
 Handlers:
 
 * ``train``: load the global arrays, run local SGD with the round's learning rate from the
-  server's config and the static settings of the run config, reply with the local model and
-  the metrics ``num-examples``, ``train-loss`` and ``num-steps``. The minibatch order comes
+  server's config and the static settings of the run config, reply with the local model (or,
+  when the server asks for ``reply = "gradient-delta"``, FedLaAvg's ΔG_i: see
+  :mod:`fedkit.flower.client_delta`) and the metrics ``num-examples``, ``train-loss`` and
+  ``num-steps``. The minibatch order comes
   from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply depends only
   on the seed, the round, its id and the model it received -- not on the runtime.
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
@@ -12,31 +14,47 @@ Handlers:
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedkit.algorithms._flat import float64_like, unflatten
+from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
 from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.config import RunConfig
-from fedkit.flower.task import arrays_of, client_id_of, load_data, model_with_arrays
+from fedkit.flower.client_delta import STATE_LOST, GradientStore, gradient_sum
+from fedkit.flower.task import (
+    arrays_of,
+    availability_model,
+    client_id_of,
+    load_data,
+    model_with_arrays,
+)
 from fedkit.seeding import torch_generator
-from fedkit.training import LocalSGDConfig, train_local
+from fedkit.training import LocalSGDConfig, TrainResult, train_local
 
-__all__ = ["app", "local_sgd_config"]
+__all__ = ["ClientOffline", "app", "local_sgd_config", "loss_scale"]
 
 app = ClientApp()
 
 
-def local_sgd_config(cfg: RunConfig, lr: float) -> LocalSGDConfig:
+def local_sgd_config(cfg: RunConfig, lr: float, *, loss_scale: float = 1.0) -> LocalSGDConfig:
     """Local SGD settings of a round: the run config's, with this round's learning rate."""
     return LocalSGDConfig(
         lr=lr,
+        loss_scale=loss_scale,
         batch_size=cfg.batch_size,
         local_steps=cfg.local_steps or None,
         local_epochs=None if cfg.local_steps else cfg.local_epochs,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
     )
+
+
+class ClientOffline(RuntimeError):
+    """The client's availability scenario says it is offline this round."""
 
 
 @app.query("client_id")
@@ -47,25 +65,78 @@ def query_client_id(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"client": ConfigRecord({CLIENT_ID_KEY: client_id})}), reply_to=msg)
 
 
+def _train_from(cfg: RunConfig, data, arrays, client_id: int, server_round: int,
+                lr: float) -> tuple[torch.nn.Module, TrainResult]:
+    """Local SGD from ``arrays``; deterministic in (seed, round, client id)."""
+    model = model_with_arrays(cfg, data, arrays)
+    indices = data.partition[client_id]
+    result = train_local(
+        model,
+        data.train,
+        indices,
+        local_sgd_config(cfg, lr, loss_scale=loss_scale(cfg, data, client_id)),
+        generator=torch_generator(cfg.seed, "local-sgd", server_round, client_id),
+    )
+    return model, result
+
+
+def loss_scale(cfg: RunConfig, data, client_id: int) -> float:
+    """1, or N * n_i / n with ``loss_scaling = "data-weighted"`` (FedLaAvg's code)."""
+    if cfg.loss_scaling == "none":
+        return 1.0
+    sizes = data.partition.sizes()
+    return float(cfg.num_clients * sizes[client_id] / sizes.sum())
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Run local SGD from the received model and reply with the local model."""
+    """Run local SGD from the received model; reply with the local model or ΔG_i."""
     cfg = RunConfig.from_mapping(context.run_config)
     client_id = client_id_of(context, cfg.num_clients)
     config = msg.content["config"]
     server_round = int(config["server-round"])
+    lr = float(config["lr"])
     data = load_data(cfg)
-    model = model_with_arrays(cfg, data, msg.content[ARRAYS_KEY])
-    result = train_local(
-        model,
-        data.train,
-        data.partition[client_id],
-        local_sgd_config(cfg, float(config["lr"])),
-        generator=torch_generator(cfg.seed, "local-sgd", server_round, client_id),
-    )
+    if cfg.availability_enforce == "client" and cfg.availability != "always":
+        online = availability_model(cfg, data).available(server_round)
+        if not online[client_id]:
+            raise ClientOffline(
+                f"client {client_id} is offline in round {server_round} according to "
+                f"availability scenario {cfg.availability!r}; it declines the work"
+            )
+    sent = msg.content[ARRAYS_KEY]
+    kind = config.get("reply", REPLY_MODEL)
+    base = None
+    if kind == REPLY_GRADIENT_DELTA:
+        store = GradientStore(context)
+        recompute = None
+        if "recovery-arrays" in msg.content.array_records:
+            old_round = int(config["recovery-round"])
+            old_lr = float(config["recovery-lr"])
+            old_sent = msg.content["recovery-arrays"]
+
+            def recompute() -> np.ndarray:
+                model, _ = _train_from(cfg, data, old_sent, client_id, old_round, old_lr)
+                return gradient_sum(old_sent, arrays_of(model), old_lr)
+
+        dim = sum(int(np.prod(a.shape)) for a in sent.values())
+        base = store.base(int(config["expected-version"]), recompute, dim)
+        if base is None:
+            metrics = MetricRecord({"num-examples": len(data.partition[client_id]),
+                                    STATE_LOST: 1})
+            return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
+    elif kind != REPLY_MODEL:
+        raise ValueError(f"config 'reply' = {kind!r}, expected {REPLY_MODEL!r} or "
+                         f"{REPLY_GRADIENT_DELTA!r}")
+    model, result = _train_from(cfg, data, sent, client_id, server_round, lr)
+    local = arrays_of(model)
     metrics = MetricRecord({
         "num-examples": result.num_examples,
         "train-loss": result.mean_loss,
         "num-steps": result.num_steps,
     })
-    return Message(RecordDict({ARRAYS_KEY: arrays_of(model), METRICS_KEY: metrics}), reply_to=msg)
+    if base is not None:
+        g_new = gradient_sum(sent, local, lr)
+        GradientStore(context).save(g_new, int(config["expected-version"]) + 1)
+        local = unflatten(g_new - base, float64_like(sent))
+    return Message(RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics}), reply_to=msg)

@@ -52,16 +52,20 @@ def run_rounds(
     train_config_fn: Callable[[int], ConfigRecord],
     evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
     eval_every: int = 1,
-    on_round: Callable[[RoundOutcome], None] | None = None,
+    on_round: Callable[[RoundOutcome, ArrayRecord], None] | None = None,
+    before_round: Callable[[int], None] | None = None,
     first_round: int = 1,
 ) -> ArrayRecord:
     """Run rounds ``first_round .. num_rounds`` and return the final global arrays.
 
     Central evaluation runs after round r when ``eval_every > 0 and r % eval_every == 0`` and
-    always after the last round.
+    always after the last round. ``before_round(r)`` runs first in round r (an availability
+    grid sets its round there); ``on_round(outcome, arrays)`` runs last, with the new arrays.
     """
     for server_round in range(first_round, num_rounds + 1):
         start = time.perf_counter()
+        if before_round is not None:
+            before_round(server_round)
         messages = strategy.configure_train(server_round, arrays, train_config_fn(server_round),
                                             grid)
         replies = grid.send_and_receive(messages, timeout=timeout)
@@ -84,5 +88,5 @@ def run_rounds(
                 central_metrics=dict(central) if central is not None else None,
                 seconds=time.perf_counter() - start,
                 model_updated=new_arrays is not None,
-            ))
+            ), arrays)
     return arrays

@@ -13,11 +13,20 @@ import functools
 import torch
 from flwr.app import ArrayRecord, Context
 
+from fedkit.availability import AvailabilityModel, ClientInfo, build_availability, load_scenario
 from fedkit.config import RunConfig
-from fedkit.data import FederatedData, load_federated_data
+from fedkit.data import FederatedData, load_federated_data, partition_report
 from fedkit.models import build_model
 
-__all__ = ["client_id_of", "load_data", "new_model", "model_with_arrays", "arrays_of"]
+__all__ = [
+    "arrays_of",
+    "availability_model",
+    "client_id_of",
+    "client_info",
+    "load_data",
+    "model_with_arrays",
+    "new_model",
+]
 
 
 def client_id_of(context: Context, num_clients: int) -> int:
@@ -82,3 +91,19 @@ def arrays_of(model: torch.nn.Module) -> ArrayRecord:
     return ArrayRecord(
         torch_state_dict={k: v.detach().clone() for k, v in model.state_dict().items()}
     )
+
+
+def client_info(data: FederatedData) -> ClientInfo:
+    """Per-client sizes and label histograms (what availability models condition on)."""
+    report = partition_report(data.partition, data.train.y.numpy(), data.train.num_classes)
+    return ClientInfo(label_histograms=report.label_histograms, sizes=report.sizes)
+
+
+def availability_model(cfg: RunConfig, data: FederatedData) -> AvailabilityModel:
+    """The run's availability model, from the scenario named by ``cfg.availability``."""
+    return _availability_model(cfg.availability, cfg.seed, data)
+
+
+@functools.lru_cache(maxsize=4)
+def _availability_model(scenario: str, seed: int, data: FederatedData) -> AvailabilityModel:
+    return build_availability(load_scenario(scenario), client_info(data), seed=seed)

@@ -1,0 +1,45 @@
+"""Conversion between Flower ArrayRecords and the flat float64 vectors the rules work on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from flwr.app import Array, ArrayRecord
+
+__all__ = ["flatten", "unflatten", "float64_like"]
+
+
+def flatten(arrays: Sequence[np.ndarray] | ArrayRecord) -> np.ndarray:
+    """Concatenate the arrays (in order) into one float64 vector."""
+    if isinstance(arrays, ArrayRecord):
+        arrays = [a.numpy() for a in arrays.values()]
+    if not arrays:
+        return np.zeros(0, dtype=np.float64)
+    return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+
+
+def unflatten(vector: np.ndarray, reference: ArrayRecord) -> ArrayRecord:
+    """Split ``vector`` into arrays with the names, shapes and dtypes of ``reference``.
+
+    Raises:
+        ValueError: If the vector's length differs from the reference's total size.
+    """
+    total = sum(int(np.prod(a.shape)) for a in reference.values())
+    if vector.shape != (total,):
+        raise ValueError(f"vector has shape {vector.shape}, expected ({total},)")
+    out: dict[str, Array] = {}
+    offset = 0
+    for name, ref in reference.items():
+        size = int(np.prod(ref.shape))
+        dtype = np.dtype(ref.dtype)
+        out[name] = Array(vector[offset:offset + size].reshape(ref.shape).astype(dtype))
+        offset += size
+    return ArrayRecord(out)
+
+
+def float64_like(reference: ArrayRecord) -> ArrayRecord:
+    """Zero float64 arrays with the names and shapes of ``reference`` (a dtype template)."""
+    return ArrayRecord(
+        {name: Array(np.zeros(tuple(a.shape), dtype=np.float64)) for name, a in reference.items()}
+    )

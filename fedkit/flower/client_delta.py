@@ -1,0 +1,74 @@
+"""FedLaAvg's client-delta mode on the client: keep G_i, send ΔG_i, recover a lost G_i.
+
+In client-delta mode (Yan et al., FedLaAvg, code ``mikudehuane/FedLaAvg``) each client keeps
+its latest gradient sum G_i = (x - x_local)/lr in its Flower ``context.state`` and uploads only
+ΔG_i = G_i^new - G_i^old, so the server needs O(d) memory. Deltas travel as float64 so the
+server's running average equals the one of server-table mode up to summation order.
+
+The server sends ``expected-version`` (how many of this client's updates it has folded). A
+client whose stored version differs -- it lost its state (a restarted SuperNode, a resumed
+simulation) or the server rejected its last reply -- must not send a delta against the wrong
+base. It replies ``state-lost = 1`` instead; when next selected, the server adds the model it
+sent in the round it last folded this client's update (``recovery-arrays``, with
+``recovery-round`` and ``recovery-lr``), and the client recomputes that G_i exactly: local
+training is deterministic in (seed, round, client id), so the recomputed G_i is the one the
+server holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
+
+__all__ = ["GradientStore", "gradient_sum", "STATE_LOST"]
+
+STATE_LOST = "state-lost"
+_G_KEY = "fedkit.fedlaavg.g"
+_META_KEY = "fedkit.fedlaavg.meta"
+
+
+def gradient_sum(sent: ArrayRecord, local: ArrayRecord, lr: float) -> np.ndarray:
+    """G = (x_sent - x_local) / lr as one float64 vector (the sum of the local gradients)."""
+    x = np.concatenate([a.numpy().astype(np.float64).ravel() for a in sent.values()])
+    y = np.concatenate([a.numpy().astype(np.float64).ravel() for a in local.values()])
+    return (x - y) / lr
+
+
+class GradientStore:
+    """The client's (G_i, version) in ``context.state``."""
+
+    def __init__(self, context: Context) -> None:
+        self.state: RecordDict = context.state
+
+    def load(self) -> tuple[np.ndarray | None, int]:
+        """The stored G_i and its version (None, 0 when nothing is stored)."""
+        if _G_KEY not in self.state.array_records:
+            return None, 0
+        g = self.state.array_records[_G_KEY]["g"].numpy()
+        version = int(self.state.config_records[_META_KEY]["version"])
+        return g, version
+
+    def save(self, g: np.ndarray, version: int) -> None:
+        """Store G_i (float64) and its version."""
+        self.state[_G_KEY] = ArrayRecord({"g": Array(np.ascontiguousarray(g, np.float64))})
+        self.state[_META_KEY] = ConfigRecord({"version": version})
+
+    def base(self, expected_version: int, recompute: Callable[[], np.ndarray] | None,
+             dim: int) -> np.ndarray | None:
+        """G_i^old to subtract, or None when the state is lost and cannot be recovered yet.
+
+        Args:
+            expected_version: The server's count of folded updates of this client.
+            recompute: Recomputes G_i^old from the recovery model, if the server sent one.
+            dim: Model size (a never-seen client's G_i^old is zero).
+        """
+        if expected_version == 0:
+            return np.zeros(dim, dtype=np.float64)
+        g, version = self.load()
+        if g is not None and version == expected_version:
+            return g
+        if recompute is not None:
+            return recompute()
+        return None
