@@ -9,7 +9,7 @@ from flwr.app import Array, ArrayRecord, Message
 from fedkit.bench import read_results
 from fedkit.config import RunConfig
 from fedkit.flower import run_inprocess
-from fedkit.flower.client_app import app as client_app
+from corrupt_client import corrupting_client
 
 
 def run(tmp_path, name="run", client=None, **changes):
@@ -48,21 +48,6 @@ def test_demo_settings_learn_well_above_chance(tmp_path):
     first, last = results["rounds"][0], results["rounds"][-1]
     assert last["test_accuracy"] > 0.5
     assert last["test_loss"] < first["test_loss"]
-
-
-def corrupting_client(msg: Message, context):
-    """The real ClientApp, except client 0 sends a wrong shape and client 1 NaN values."""
-    reply = client_app(msg, context)
-    pid = context.node_config["partition-id"]
-    if msg.metadata.message_type != "train" or pid not in (0, 1):
-        return reply
-    arrays = reply.content["arrays"]
-    name = list(arrays.keys())[0]
-    value = arrays[name].numpy()
-    bad = np.zeros(value.shape[:-1] + (value.shape[-1] + 1,), value.dtype) if pid == 0 \
-        else np.full_like(value, np.nan)
-    reply.content["arrays"] = ArrayRecord({**{k: arrays[k] for k in arrays}, name: Array(bad)})
-    return reply
 
 
 def test_bad_replies_are_rejected_and_every_round_completes(tmp_path, caplog):
