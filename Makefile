@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fedkit simulate --config simulations/demo.toml
+	$(BIN)/fedkit simulate --config simulations/demo.toml --compare algorithm=fedavg,fedlaavg
 
 # Builds the offline CIFAR-10 copy from ../shared when it is there (tests that need it skip
 # with a stated reason when it is not).

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     sim.add_argument("--cpus-per-client", type=float, default=1.0,
                      help="--runtime flower: CPUs Ray reserves per virtual client (default 1)")
+    sim.add_argument("--compare", metavar="KEY=V1,V2,...", default=None,
+                     help="run once per value of KEY (into runs/<name>/<KEY>=<value>/) and "
+                          "print a side-by-side table and comparison.png, e.g. "
+                          "--compare algorithm=fedavg,fedlaavg")
     sim.add_argument("--list-keys", action="store_true",
                      help="print every config key with its default and exit")
     return parser
@@ -105,6 +109,7 @@ def _print_summary(cfg: RunConfig, results: dict) -> None:
         ("clients (N) / per round (K)", f"{cfg.num_clients} / {cfg.clients_per_round}"),
         ("rounds", str(summary["rounds"])),
         ("final test accuracy", pct(summary["final_accuracy"])),
+        ("availability", cfg.availability),
         ("best test accuracy", f"{pct(summary['best_accuracy'])} "
                                f"(round {summary.get('best_round', '-')})"),
         ("final test loss", f"{summary['final_loss']:.4f}" if summary["final_loss"] else "-"),
@@ -120,14 +125,7 @@ def _print_summary(cfg: RunConfig, results: dict) -> None:
     print("-" * (width + 40))
 
 
-def _simulate(args: argparse.Namespace) -> int:
-    if args.list_keys:
-        for key, value in RunConfig().to_dict().items():
-            print(f"{key} = {value!r}")
-        return 0
-    cfg = _resolve_config(args)
-    from fedkit.bench import read_results
-
+def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
     if args.runtime == "inprocess":
         from fedkit.flower import run_inprocess
 
@@ -139,6 +137,45 @@ def _simulate(args: argparse.Namespace) -> int:
             cfg, num_cpus_per_client=args.cpus_per_client,
             stream_to=sys.stderr if args.verbose else None,
         )
+
+
+def _compare(cfg: RunConfig, args: argparse.Namespace) -> int:
+    from fedkit.bench import read_results
+    from fedkit.bench.compare import comparison_table, plot_comparison
+    from fedkit.config import parse_override
+
+    key, _ = parse_override(args.compare)
+    raw = args.compare.partition("=")[2]
+    choices = [parse_override(f"{key}={v}")[1] for v in raw.split(",") if v.strip()]
+    if len(choices) < 2:
+        raise ConfigError(f"--compare {args.compare!r} names {len(choices)} value(s), "
+                          "expected at least two separated by commas")
+    results = []
+    for value in choices:
+        run_cfg = cfg.replace(**{key: value,
+                                 "output_dir": str(cfg.results_dir / f"{key}={value}")})
+        print(f"== {key} = {value}", file=sys.stderr)
+        _run_one(run_cfg, args)
+        results.append(read_results(run_cfg.results_dir))
+    table = comparison_table(results, key)
+    (cfg.results_dir / "comparison.md").write_text(table + "\n")
+    plot = plot_comparison(results, key, cfg.results_dir / "comparison.png")
+    print(table)
+    print(f"\nresults: {cfg.results_dir}/{key}=*/results.json; plot: {plot}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.list_keys:
+        for key, value in RunConfig().to_dict().items():
+            print(f"{key} = {value!r}")
+        return 0
+    cfg = _resolve_config(args)
+    if args.compare:
+        return _compare(cfg, args)
+    from fedkit.bench import read_results
+
+    _run_one(cfg, args)
     _print_summary(cfg, read_results(cfg.results_dir))
     return 0
 

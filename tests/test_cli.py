@@ -71,3 +71,23 @@ def test_progress_line_shows_round_loss_accuracy_and_eta(tty):
     text = stream.getvalue()
     assert "round 2/4" in text and "loss 0.5000" in text and " 25.0%" in text and "ETA" in text
     assert text.endswith("\n") and "round 4/4" in text
+
+
+def test_compare_runs_each_value_and_prints_the_gap_table(tmp_path, capsys):
+    code = main(["simulate", "--config", "simulations/demo.toml", "--set", "rounds=4",
+                 "--set", "num_clients=20", "--set", "clients_per_round=4", "--quiet",
+                 "--output-dir", str(tmp_path), "--compare", "algorithm=fedavg,fedlaavg"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| fedavg | alternating | 4 |" in out and "| fedlaavg | alternating | 4 |" in out
+    assert "final - fedavg" in out
+    for algorithm in ("fedavg", "fedlaavg"):
+        results = json.loads((tmp_path / f"algorithm={algorithm}" / "results.json").read_text())
+        assert results["config"]["algorithm"] == algorithm
+    assert (tmp_path / "comparison.md").read_text().startswith("| algorithm |")
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+
+
+def test_compare_needs_two_values(capsys):
+    assert main(["simulate", "--compare", "algorithm=fedavg"]) == 2
+    assert "expected at least two" in capsys.readouterr().err

@@ -58,6 +58,14 @@ def environment_info() -> dict[str, Any]:
     }
 
 
+def _mean_last_tenth(values: list[float]) -> float | None:
+    """Mean of the last 10% of the evaluated points (at least one)."""
+    if not values:
+        return None
+    tail = values[-max(1, len(values) // 10):]
+    return sum(tail) / len(tail)
+
+
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Final, best and timing figures derived from the per-round records."""
     evaluated = [r for r in rounds if r.get("test_accuracy") is not None]
@@ -69,6 +77,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "final_accuracy": evaluated[-1]["test_accuracy"] if evaluated else None,
         "final_loss": evaluated[-1]["test_loss"] if evaluated else None,
         "best_accuracy": max((r["test_accuracy"] for r in evaluated), default=None),
+        "mean_last10_accuracy": _mean_last_tenth([r["test_accuracy"] for r in evaluated]),
         "total_rejected": sum(r.get("num_rejected", 0) for r in rounds),
     }
     if evaluated:

@@ -4,12 +4,11 @@ import logging
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, Message
+from corrupt_client import corrupting_client
 
 from fedkit.bench import read_results
 from fedkit.config import RunConfig
 from fedkit.flower import run_inprocess
-from corrupt_client import corrupting_client
 
 
 def run(tmp_path, name="run", client=None, **changes):

@@ -139,7 +139,7 @@ def test_a_client_that_loses_its_state_does_not_corrupt_fedlaavg(caplog):
     # Every client is back in sync, and the server's running average is exactly the mean of
     # the G_i the clients hold: nothing was folded against a wrong base.
     stored = []
-    for node_id, context in grid.contexts.items():
+    for context in grid.contexts.values():
         g, version = GradientStore(context).load()
         client_id = context.node_config["partition-id"]
         assert version == strategy.state.versions[client_id]
