@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord
 
 from fedkit.algorithms._flat import flatten, unflatten
 
-__all__ = ["ServerModel"]
+__all__ = ["ServerModel", "rule_strategy_state", "restore_rule_strategy_state"]
 
 
 class ServerModel:
@@ -63,3 +63,18 @@ class ServerModel:
             for name, shape, dtype in zip(state["names"], state["shapes"], state["dtypes"],
                                           strict=True)
         })
+
+
+def rule_strategy_state(model: ServerModel, rule: Any) -> dict[str, Any]:
+    """The checkpoint of a strategy made of a :class:`ServerModel` and one rule state."""
+    out: dict[str, Any] = {"model": model.state_dict()}
+    if rule is not None:
+        out["rule"] = rule.state_dict()
+    return out
+
+
+def restore_rule_strategy_state(model: ServerModel, state: dict[str, Any], rule_type: Any,
+                                current: Any) -> Any:
+    """Restore :func:`rule_strategy_state`'s output into ``model``; return the rule state."""
+    model.load_state_dict(state.get("model", {}))
+    return rule_type.from_state_dict(state["rule"]) if "rule" in state else current

@@ -17,7 +17,11 @@ import numpy as np
 from flwr.app import ArrayRecord
 
 from fedkit.algorithms._flat import flatten
-from fedkit.algorithms._model_state import ServerModel
+from fedkit.algorithms._model_state import (
+    ServerModel,
+    restore_rule_strategy_state,
+    rule_strategy_state,
+)
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import Rejection, TrainReply
@@ -53,8 +57,7 @@ class FedAU(FedkitStrategy):
         return self.model.set(x) if accepted else None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "rule": self.state.state_dict()}
+        return rule_strategy_state(self.model, self.state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state.get("model", {}))
-        self.state = FedAUState.from_state_dict(state["rule"])
+        self.state = restore_rule_strategy_state(self.model, dict(state), FedAUState, self.state)

@@ -16,7 +16,11 @@ import numpy as np
 from flwr.app import ArrayRecord
 
 from fedkit.algorithms._flat import flatten
-from fedkit.algorithms._model_state import ServerModel
+from fedkit.algorithms._model_state import (
+    ServerModel,
+    restore_rule_strategy_state,
+    rule_strategy_state,
+)
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import Rejection, TrainReply
@@ -54,12 +58,7 @@ class FedVARP(FedkitStrategy):
         return self.model.set(x)
 
     def state_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model.state_dict()}
-        if self.state is not None:
-            out["rule"] = self.state.state_dict()
-        return out
+        return rule_strategy_state(self.model, self.state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state.get("model", {}))
-        if "rule" in state:
-            self.state = FedVARPState.from_state_dict(state["rule"])
+        self.state = restore_rule_strategy_state(self.model, dict(state), FedVARPState, self.state)
