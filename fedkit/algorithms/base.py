@@ -151,8 +151,11 @@ class FedkitStrategy(Strategy):
             metrics["train-loss"] = weighted / sum(weights)
         new_arrays = self.aggregate(server_round, accepted, rejected)
         if new_arrays is None:
-            logger.warning("round %s: the global model is unchanged (%s valid replies)",
-                           server_round, len(accepted))
+            # Without valid replies that is news; with them it is the algorithm's choice
+            # (a warm-up round, MIFA waiting for every client).
+            level = logging.WARNING if not accepted else logging.INFO
+            logger.log(level, "round %s: the global model is unchanged (%s valid replies)",
+                       server_round, len(accepted))
         return new_arrays, metrics
 
     def configure_evaluate(
