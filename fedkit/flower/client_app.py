@@ -14,9 +14,11 @@ Handlers:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedkit.algorithms._flat import float64_like, unflatten
@@ -24,6 +26,7 @@ from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
 from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.config import RunConfig
+from fedkit.data import FederatedData
 from fedkit.flower.client_delta import STATE_LOST, GradientStore, gradient_sum
 from fedkit.flower.task import (
     arrays_of,
@@ -35,7 +38,15 @@ from fedkit.flower.task import (
 from fedkit.seeding import torch_generator
 from fedkit.training import LocalSGDConfig, TrainResult, train_local
 
-__all__ = ["ClientOffline", "app", "local_sgd_config", "loss_scale"]
+__all__ = [
+    "ClientOffline",
+    "TrainTask",
+    "app",
+    "finish_train",
+    "local_sgd_config",
+    "loss_scale",
+    "prepare_train",
+]
 
 app = ClientApp()
 
@@ -88,9 +99,40 @@ def loss_scale(cfg: RunConfig, data, client_id: int) -> float:
     return float(cfg.num_clients * sizes[client_id] / sizes.sum())
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """Run local SGD from the received model; reply with the local model or ΔG_i."""
+@dataclasses.dataclass(frozen=True)
+class TrainTask:
+    """One parsed train message: everything local training and the reply need.
+
+    The batched in-process grid runs the training of many tasks together and then calls
+    :func:`finish_train` for each, so both paths build identical replies.
+    """
+
+    cfg: RunConfig
+    data: FederatedData
+    client_id: int
+    server_round: int
+    lr: float
+    sent: ArrayRecord
+    base: np.ndarray | None  # G_i^old in client-delta mode, else None
+    expected_version: int
+
+    @property
+    def generator_keys(self) -> tuple[int, str, int, int]:
+        """(seed, purpose, round, client id) of the local-SGD stream."""
+        return (self.cfg.seed, "local-sgd", self.server_round, self.client_id)
+
+    @property
+    def loss_scale(self) -> float:
+        return loss_scale(self.cfg, self.data, self.client_id)
+
+
+def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
+    """Parse and check a train message; a RecordDict is an immediate reply (state lost).
+
+    Raises:
+        ClientOffline: If client-side availability enforcement says the client is offline.
+        ValueError: On an unknown ``reply`` kind or a bad node config.
+    """
     cfg = RunConfig.from_mapping(context.run_config)
     client_id = client_id_of(context, cfg.num_clients)
     config = msg.content["config"]
@@ -107,8 +149,9 @@ def train(msg: Message, context: Context) -> Message:
     sent = msg.content[ARRAYS_KEY]
     kind = config.get("reply", REPLY_MODEL)
     base = None
+    expected = 0
     if kind == REPLY_GRADIENT_DELTA:
-        store = GradientStore(context)
+        expected = int(config["expected-version"])
         recompute = None
         if "recovery-arrays" in msg.content.array_records:
             old_round = int(config["recovery-round"])
@@ -120,23 +163,39 @@ def train(msg: Message, context: Context) -> Message:
                 return gradient_sum(old_sent, arrays_of(model), old_lr)
 
         dim = sum(int(np.prod(a.shape)) for a in sent.values())
-        base = store.base(int(config["expected-version"]), recompute, dim)
+        base = GradientStore(context).base(expected, recompute, dim)
         if base is None:
             metrics = MetricRecord({"num-examples": len(data.partition[client_id]),
                                     STATE_LOST: 1})
-            return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
+            return RecordDict({METRICS_KEY: metrics})
     elif kind != REPLY_MODEL:
         raise ValueError(f"config 'reply' = {kind!r}, expected {REPLY_MODEL!r} or "
                          f"{REPLY_GRADIENT_DELTA!r}")
-    model, result = _train_from(cfg, data, sent, client_id, server_round, lr)
-    local = arrays_of(model)
+    return TrainTask(cfg=cfg, data=data, client_id=client_id, server_round=server_round,
+                     lr=lr, sent=sent, base=base, expected_version=expected)
+
+
+def finish_train(task: TrainTask, context: Context, local: ArrayRecord,
+                 result: TrainResult) -> RecordDict:
+    """The reply content for a trained task (stores G_i in client-delta mode)."""
     metrics = MetricRecord({
         "num-examples": result.num_examples,
         "train-loss": result.mean_loss,
         "num-steps": result.num_steps,
     })
-    if base is not None:
-        g_new = gradient_sum(sent, local, lr)
-        GradientStore(context).save(g_new, int(config["expected-version"]) + 1)
-        local = unflatten(g_new - base, float64_like(sent))
-    return Message(RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics}), reply_to=msg)
+    if task.base is not None:
+        g_new = gradient_sum(task.sent, local, task.lr)
+        GradientStore(context).save(g_new, task.expected_version + 1)
+        local = unflatten(g_new - task.base, float64_like(task.sent))
+    return RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics})
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Run local SGD from the received model; reply with the local model or ΔG_i."""
+    task = prepare_train(msg, context)
+    if isinstance(task, RecordDict):
+        return Message(task, reply_to=msg)
+    model, result = _train_from(task.cfg, task.data, task.sent, task.client_id,
+                                task.server_round, task.lr)
+    return Message(finish_train(task, context, arrays_of(model), result), reply_to=msg)
