@@ -1,0 +1,361 @@
+"""The client state machine of fedkit's secure aggregation (see ``secagg``)."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import struct
+from types import MappingProxyType
+
+import numpy as np
+
+from fedkit.privacy._secagg_config import (
+    SecAggAbort,
+    SecAggConfig,
+    SecAggProtocolError,
+    SecAggStateError,
+    Stage,
+)
+from fedkit.privacy._secagg_messages import (
+    AdvertiseKeys,
+    KeysBroadcast,
+    MaskedInput,
+    ShareKeys,
+    SharesBroadcast,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from fedkit.privacy.graph import communication_graph, graph_seed
+from fedkit.privacy.hazmat import aead, shamir
+from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyAgreementError, KeyPair, derive_key
+from fedkit.privacy.hazmat.prg import MaskExpander
+from fedkit.privacy.quantize import quantize
+
+__all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
+
+_ORDER = list(Stage)
+
+
+def check_round(message, config: SecAggConfig, receiver: str) -> None:
+    """Refuse a message of another run or round (replayed from elsewhere)."""
+    if (message.run_id, message.round_id) != (config.run_id, config.round_id):
+        raise SecAggProtocolError(
+            f"{receiver} rejected {type(message).__name__} for run {message.run_id} round "
+            f"{message.round_id}: expected run {config.run_id} round {config.round_id} "
+            "(replayed or misrouted message)"
+        )
+
+
+def share_plaintext_header(config: SecAggConfig, sender: int, receiver: int) -> bytes:
+    """The 32-byte header inside every share plaintext: run, round, sender, receiver."""
+    return struct.pack(">QQQQ", config.run_id, config.round_id, sender, receiver)
+
+
+class SecAggClient:
+    """One client of one secure-aggregation round: four stages, each callable exactly once.
+
+    Call :meth:`advertise_keys`, :meth:`share_keys`, :meth:`masked_input`, :meth:`unmask` in
+    this order, each with the previous server broadcast. A failed check raises and leaves
+    the client stopped: every later call raises :class:`SecAggStateError`.
+
+    Args:
+        config: The round's configuration (identical on every party).
+        client_id: This client's stable id (``0 <= id < 2^64``).
+        rng: Generator for stochastic rounding (not secret); default: seeded by the OS.
+    """
+
+    def __init__(
+        self, config: SecAggConfig, client_id: int, *, rng: np.random.Generator | None = None
+    ) -> None:
+        if isinstance(client_id, bool) or not isinstance(client_id, int):
+            raise SecAggProtocolError(f"client_id={client_id!r} must be an integer")
+        if not 0 <= client_id < (1 << 64):
+            raise SecAggProtocolError(f"client_id={client_id} must be in [0, 2^64)")
+        self.config = config
+        self.client_id = client_id
+        self._rng = rng if rng is not None else np.random.default_rng()
+        self._next = 0  # index into _ORDER; len(_ORDER) = finished, -1 = stopped
+        self._enc = KeyPair.generate()
+        self._mask = KeyPair.generate()
+        self._roster: dict[int, tuple[bytes, bytes]] = {}
+        self._neighbours: frozenset[int] = frozenset()
+        self._senders: frozenset[int] = frozenset()
+        self._own_shares: tuple[int, int] = (0, 0)
+        self._self_seed = b""
+        self._share_keys: dict[int, bytes] = {}
+        self._received: dict[int, tuple[int, int]] = {}
+
+    @property
+    def stage(self) -> Stage | None:
+        """The next stage to call, or ``None`` when finished or stopped."""
+        return _ORDER[self._next] if 0 <= self._next < len(_ORDER) else None
+
+    def _enter(self, stage: Stage) -> None:
+        if self._next < 0:
+            raise SecAggStateError(
+                f"client {self.client_id} stopped after a failed check; "
+                f"{stage.value} refused (a new round needs a new SecAggClient)"
+            )
+        expected = self.stage
+        if expected is not stage:
+            done = "finished" if expected is None else f"expects {expected.value} next"
+            raise SecAggStateError(
+                f"client {self.client_id} refused {stage.value}: it {done} "
+                "(each stage runs once, in order)"
+            )
+        self._next = -1  # stopped unless the stage completes
+
+    def _leave(self, stage: Stage) -> None:
+        self._next = _ORDER.index(stage) + 1
+
+    def advertise_keys(self) -> AdvertiseKeys:
+        """Stage 0: return this round's two fresh public keys (encryption, masking)."""
+        self._enter(Stage.ADVERTISE_KEYS)
+        c = self.config
+        msg = AdvertiseKeys(
+            c.run_id, c.round_id, self.client_id, self._enc.public, self._mask.public
+        )
+        self._leave(Stage.ADVERTISE_KEYS)
+        return msg
+
+    def share_keys(self, broadcast: KeysBroadcast) -> ShareKeys:
+        """Stage 1: check the roster, then Shamir-share the self-mask seed and masking key.
+
+        Raises:
+            SecAggProtocolError: Wrong round, own keys not echoed, duplicate keys, too many
+                clients.
+            SecAggAbort: Fewer than ``threshold`` clients in this client's neighbourhood.
+        """
+        self._enter(Stage.SHARE_KEYS)
+        c, me = self.config, self.client_id
+        if not isinstance(broadcast, KeysBroadcast):
+            raise SecAggProtocolError(
+                f"client {me} expected a KeysBroadcast, got {type(broadcast).__name__}"
+            )
+        check_round(broadcast, c, f"client {me}")
+        keys = {
+            cid: (blob[:KEY_SIZE], blob[KEY_SIZE:]) for cid, blob in broadcast.public_keys.items()
+        }
+        if len(keys) > c.num_clients:
+            raise SecAggProtocolError(
+                f"client {me}: roster has {len(keys)} clients, expected at most "
+                f"num_clients={c.num_clients}"
+            )
+        own = keys.get(me)
+        if own is None or not (
+            hmac.compare_digest(own[0], self._enc.public)
+            and hmac.compare_digest(own[1], self._mask.public)
+        ):
+            raise SecAggProtocolError(
+                f"client {me}: its own public keys are missing or altered in the roster"
+            )
+        owners: dict[bytes, int] = {}
+        for cid, pair in keys.items():
+            for key in pair:
+                if key in owners:
+                    raise SecAggProtocolError(
+                        f"client {me}: roster public keys are not distinct "
+                        f"(clients {owners[key]} and {cid})"
+                    )
+                owners[key] = cid
+        if len(keys) < c.threshold:
+            raise SecAggAbort(
+                f"client {me}: roster has {len(keys)} clients, below threshold t={c.threshold}"
+            )
+        seed = graph_seed(keys, run_id=c.run_id, round_id=c.round_id)
+        self._neighbours = communication_graph(list(keys), c.num_neighbours, seed)[me]
+        if len(self._neighbours) + 1 < c.threshold:
+            raise SecAggAbort(
+                f"client {me}: neighbourhood has {len(self._neighbours) + 1} members, "
+                f"below threshold t={c.threshold}"
+            )
+        self._roster = keys
+        position = {cid: i + 1 for i, cid in enumerate(sorted(keys))}
+        holders = sorted(self._neighbours | {me})
+        xs = [position[h] for h in holders]
+        self._self_seed = secrets.token_bytes(32)
+        b_shares = shamir.split(self._self_seed, len(holders), c.threshold, xs)
+        k_shares = shamir.split(self._mask.private_bytes(), len(holders), c.threshold, xs)
+        ciphertexts = {}
+        for h, b, k in zip(holders, b_shares, k_shares, strict=True):
+            if h == me:
+                self._own_shares = (b.y, k.y)
+                continue
+            key = self._pair_key(self._enc, keys[h][0], h, "enc", 16)
+            self._share_keys[h] = key
+            plaintext = share_plaintext_header(c, me, h) + b.y_bytes() + k.y_bytes()
+            ad = aead.associated_data(run_id=c.run_id, round_id=c.round_id, sender=me, receiver=h)
+            ciphertexts[h] = aead.encrypt(key, plaintext, associated=ad)
+        self._leave(Stage.SHARE_KEYS)
+        return ShareKeys(c.run_id, c.round_id, me, MappingProxyType(ciphertexts))
+
+    def _pair_key(
+        self, pair: KeyPair, peer_public: bytes, peer: int, purpose: str, size: int
+    ) -> bytes:
+        c = self.config
+        try:
+            secret = pair.exchange(peer_public)
+        except KeyAgreementError as exc:
+            raise SecAggProtocolError(
+                f"client {self.client_id}: public key of client {peer} rejected: {exc}"
+            ) from exc
+        return derive_key(
+            secret,
+            purpose=purpose,
+            run_id=c.run_id,
+            round_id=c.round_id,
+            u=self.client_id,
+            v=peer,
+            length=size,
+        )
+
+    def masked_input(
+        self, broadcast: SharesBroadcast, vector: np.ndarray, weight: float = 1.0
+    ) -> MaskedInput:
+        """Stage 2: decrypt the shares sent to this client, then return the masked input.
+
+        The vector is clipped and multiplied by ``weight / max_weight``; that fraction is
+        appended as one more element; the whole is quantised and masked with the self mask
+        and ``+-PRG(s_uv)`` for every neighbour v whose shares arrived (smaller id adds).
+
+        Raises:
+            SecAggProtocolError: Wrong round or recipient, a ciphertext from a non-neighbour
+                or one failing authentication, a wrong-length or non-finite vector, a weight
+                outside ``[0, max_weight]``.
+            SecAggAbort: Fewer than ``threshold`` neighbourhood members shared keys.
+        """
+        self._enter(Stage.MASKED_INPUT)
+        c, me = self.config, self.client_id
+        if not isinstance(broadcast, SharesBroadcast):
+            raise SecAggProtocolError(
+                f"client {me} expected a SharesBroadcast, got {type(broadcast).__name__}"
+            )
+        check_round(broadcast, c, f"client {me}")
+        if broadcast.recipient != me:
+            raise SecAggProtocolError(
+                f"client {me} received shares addressed to client {broadcast.recipient}"
+            )
+        values = np.asarray(vector)
+        if values.shape != (c.vector_length,):
+            raise SecAggProtocolError(
+                f"client {me}: input vector has shape {values.shape}, expected ({c.vector_length},)"
+            )
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float | np.number)
+            or not (math.isfinite(weight) and 0 <= weight <= c.max_weight)
+        ):
+            raise SecAggProtocolError(
+                f"client {me}: weight={weight!r} must be in [0, max_weight={c.max_weight}]"
+            )
+        senders = frozenset(broadcast.ciphertexts)
+        stray = senders - self._neighbours
+        if stray:
+            raise SecAggProtocolError(
+                f"client {me}: shares from non-neighbour clients {sorted(stray)}"
+            )
+        if len(senders) + 1 < c.threshold:
+            raise SecAggAbort(
+                f"client {me}: only {len(senders) + 1} neighbourhood members shared keys, "
+                f"below threshold t={c.threshold}"
+            )
+        for v in sorted(senders):
+            key = self._share_keys[v]
+            ad = aead.associated_data(run_id=c.run_id, round_id=c.round_id, sender=v, receiver=me)
+            try:
+                plaintext = aead.decrypt(key, broadcast.ciphertexts[v], associated=ad)
+            except aead.AuthenticationError as exc:
+                raise SecAggProtocolError(
+                    f"client {me}: share ciphertext from client {v} "
+                    f"(run {c.run_id}, round {c.round_id}) "
+                    f"rejected: {exc}; client {me} stops"
+                ) from exc
+            if len(plaintext) != 32 + 2 * shamir.SHARE_SIZE or not hmac.compare_digest(
+                plaintext[:32], share_plaintext_header(c, v, me)
+            ):
+                raise SecAggProtocolError(
+                    f"client {me}: share plaintext from client {v} names the wrong round or ids"
+                )
+            b = shamir.Share.from_bytes(0, plaintext[32:98]).y
+            k = shamir.Share.from_bytes(0, plaintext[98:]).y
+            self._received[v] = (b, k)
+        self._senders = senders
+        self._share_keys.clear()
+        scaled = np.clip(values.astype(np.float64), -c.clip, c.clip) * (
+            float(weight) / c.max_weight
+        )
+        plain = np.append(scaled, float(weight) / c.max_weight)
+        masked = quantize(
+            plain, clip=c.element_bound, scale=c.resolved_scale, bits=c.bits, rng=self._rng
+        )
+        expander = MaskExpander(c.wire_length, bits=c.bits)
+        self_seed = derive_key(
+            self._self_seed, purpose="self-mask", run_id=c.run_id, round_id=c.round_id, u=me, v=me
+        )
+        expander.add_into(masked, self_seed, sign=+1)
+        for v in sorted(senders):
+            seed = self._pair_key(self._mask, self._roster[v][1], v, "mask", 32)
+            expander.add_into(masked, seed, sign=+1 if me < v else -1)
+        self._leave(Stage.MASKED_INPUT)
+        return MaskedInput(c.run_id, c.round_id, me, masked)
+
+    def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
+        """Stage 3: reveal self-mask shares of alive clients and key shares of dropped ones.
+
+        Raises:
+            SecAggProtocolError: Wrong round; alive and dropped overlap (the server would get
+                both secrets of a client); this client not listed alive; an unknown id; a
+                client that shared keys with this one listed as neither.
+            SecAggAbort: Fewer than ``threshold`` clients alive.
+        """
+        self._enter(Stage.UNMASK)
+        c, me = self.config, self.client_id
+        if not isinstance(request, UnmaskRequest):
+            raise SecAggProtocolError(
+                f"client {me} expected an UnmaskRequest, got {type(request).__name__}"
+            )
+        check_round(request, c, f"client {me}")
+        alive, dropped = frozenset(request.alive), frozenset(request.dropped)
+        both = alive & dropped
+        if both:
+            raise SecAggProtocolError(
+                f"client {me}: clients {sorted(both)} listed both alive and dropped; refusing to "
+                "reveal both their self-mask and key shares"
+            )
+        unknown = (alive | dropped) - set(self._roster)
+        if unknown:
+            raise SecAggProtocolError(
+                f"client {me}: unmask request names unknown client ids {sorted(unknown)}"
+            )
+        if me not in alive:
+            raise SecAggProtocolError(
+                f"client {me}: unmask request does not list this client as alive"
+            )
+        unlisted = self._senders - alive - dropped
+        if unlisted:
+            raise SecAggProtocolError(
+                f"client {me}: clients {sorted(unlisted)} shared keys but are neither alive "
+                "nor dropped"
+            )
+        if len(alive) < c.threshold:
+            raise SecAggAbort(
+                f"client {me}: only {len(alive)} clients alive, below threshold t={c.threshold}"
+            )
+        self_shares = {me: self._own_shares[0].to_bytes(shamir.SHARE_SIZE, "big")}
+        key_shares = {}
+        for v in sorted(self._senders):
+            b, k = self._received[v]
+            if v in alive:
+                self_shares[v] = b.to_bytes(shamir.SHARE_SIZE, "big")
+            elif v in dropped:
+                key_shares[v] = k.to_bytes(shamir.SHARE_SIZE, "big")
+        self._received.clear()
+        self._leave(Stage.UNMASK)
+        return UnmaskResponse(
+            c.run_id, c.round_id, me, MappingProxyType(self_shares), MappingProxyType(key_shares)
+        )
+
+    def __repr__(self) -> str:
+        stage = self.stage.value if self.stage else ("stopped" if self._next < 0 else "finished")
+        return f"SecAggClient(client_id={self.client_id}, stage={stage}, secrets=<redacted>)"

@@ -1,0 +1,163 @@
+"""Configuration, stages and errors of fedkit's secure aggregation (see ``secagg``)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from fedkit.privacy.graph import neighbourhood_size
+from fedkit.privacy.quantize import check_headroom, max_scale
+
+__all__ = [
+    "SecAggAbort",
+    "SecAggConfig",
+    "SecAggConfigError",
+    "SecAggError",
+    "SecAggProtocolError",
+    "SecAggStateError",
+    "Stage",
+]
+
+_U64 = (1 << 64) - 1
+
+
+class SecAggError(Exception):
+    """Base class of every secure-aggregation error."""
+
+
+class SecAggConfigError(SecAggError, ValueError):
+    """A :class:`SecAggConfig` field is invalid."""
+
+
+class SecAggProtocolError(SecAggError, ValueError):
+    """A protocol message was rejected; the receiver's state is unchanged.
+
+    On the server, the sender is then treated as dropped. On a client, the client stops
+    (it refuses every later stage) and the server sees it as dropped.
+    """
+
+
+class SecAggStateError(SecAggError, RuntimeError):
+    """A one-shot state machine was called twice, out of order, or after a failure."""
+
+
+class SecAggAbort(SecAggError):
+    """The round cannot complete securely (too few clients or shares); nothing is output."""
+
+
+class Stage(enum.Enum):
+    """The four stages of the semi-honest protocol, in order."""
+
+    ADVERTISE_KEYS = "advertise_keys"
+    SHARE_KEYS = "share_keys"
+    MASKED_INPUT = "masked_input"
+    UNMASK = "unmask"
+
+
+def _check_int(name: str, value: object, low: int, high: int = _U64) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SecAggConfigError(f"{name}={value!r} must be an integer in [{low}, {high}]")
+
+
+def _check_float(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SecAggConfigError(f"{name}={value!r} must be a finite number")
+    if value <= 0:
+        raise SecAggConfigError(f"{name}={value!r} must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggConfig:
+    """Parameters of one secure-aggregation instance (one round of one run).
+
+    Args:
+        num_clients: Cohort size n: the most clients that may advertise keys. Also the
+            ``n`` of the headroom rule.
+        vector_length: Length m of every client's real vector (the weight is appended).
+        threshold: Shamir threshold t per neighbourhood (the client itself included):
+            ``2 <= t <= degree + 1``. Below t survivors a round aborts.
+        num_neighbours: Graph degree k (rounded up to even); ``None`` or ``>= n - 1`` gives
+            the complete graph (Bonawitz et al.'s SecAgg).
+        clip: Inputs are clipped to ``[-clip, clip]`` before quantisation.
+        bits: Ring Z_{2^bits}: 32 (default, ``uint32``) or 64.
+        scale: Fixed-point scale; ``None`` picks the largest power of two that passes the
+            headroom rule ``n * ceil(max(clip, 1) * scale) <= 2^(bits-1) - 1``.
+        max_weight: Upper bound of a client weight (e.g. example count); weights travel as
+            ``weight / max_weight`` inside the masked vector.
+        round_id: Round identifier, bound into every derived key and associated data.
+        run_id: Run identifier, bound likewise.
+
+    Raises:
+        SecAggConfigError: On an invalid field.
+        HeadroomError: If an explicit ``scale`` overflows the ring.
+
+    Example:
+        >>> cfg = SecAggConfig(num_clients=10, vector_length=4, threshold=6)
+        >>> cfg.resolved_scale == 2.0**27
+        True
+    """
+
+    num_clients: int
+    vector_length: int
+    threshold: int
+    num_neighbours: int | None = None
+    clip: float = 1.0
+    bits: int = 32
+    scale: float | None = None
+    max_weight: float = 1.0
+    round_id: int = 0
+    run_id: int = 0
+    resolved_scale: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_int("num_clients", self.num_clients, 2, 1 << 20)
+        _check_int("vector_length", self.vector_length, 1, (1 << 31) - 1)
+        if self.num_neighbours is not None:
+            _check_int("num_neighbours", self.num_neighbours, 1, _U64)
+        degree = neighbourhood_size(self.num_clients, self.num_neighbours)
+        _check_int("threshold", self.threshold, 2, degree + 1)
+        _check_float("clip", self.clip)
+        if self.bits not in (32, 64):
+            raise SecAggConfigError(f"bits={self.bits!r} unsupported, expected 32 or 64")
+        _check_float("max_weight", self.max_weight)
+        _check_int("round_id", self.round_id, 0)
+        _check_int("run_id", self.run_id, 0)
+        bound = self.element_bound
+        if self.scale is None:
+            scale = max_scale(self.num_clients, bound, self.bits)
+        else:
+            _check_float("scale", self.scale)
+            check_headroom(self.num_clients, bound, self.scale, self.bits)
+            scale = float(self.scale)
+        object.__setattr__(self, "resolved_scale", scale)
+
+    @classmethod
+    def secagg_plus(
+        cls, *, num_clients: int, vector_length: int, num_neighbours: int | None = None, **kwargs
+    ) -> SecAggConfig:
+        """Return a config with the common threshold ``t = floor((degree + 1) / 2) + 1``.
+
+        ``num_neighbours=None`` picks ``k = 2 * ceil(log2 n)`` (complete graph for small n).
+        """
+        if num_neighbours is None:
+            num_neighbours = 2 * math.ceil(math.log2(max(num_clients, 2)))
+        degree = neighbourhood_size(num_clients, num_neighbours)
+        threshold = min((degree + 1) // 2 + 1, degree + 1)
+        return cls(
+            num_clients=num_clients,
+            vector_length=vector_length,
+            threshold=threshold,
+            num_neighbours=num_neighbours,
+            **kwargs,
+        )
+
+    @property
+    def element_bound(self) -> float:
+        """Bound on every encoded element: ``max(clip, 1)`` (the weight fraction is <= 1)."""
+        return max(float(self.clip), 1.0)
+
+    @property
+    def wire_length(self) -> int:
+        """Number of ring elements in a masked vector: ``vector_length + 1`` (the weight)."""
+        return self.vector_length + 1

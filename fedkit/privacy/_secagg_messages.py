@@ -1,0 +1,328 @@
+"""Messages of fedkit's secure aggregation and their versioned wire format (see ``secagg``).
+
+Every message starts with the header ``b"FKSA" | u8 wire version | u8 type | u64 run_id |
+u64 round_id`` (big-endian); the body follows. Maps are ``u32 count`` then ``(u64 id, u32
+length, bytes)`` entries with strictly increasing ids; id lists are ``u32 count`` then u64s;
+a ring vector is ``u8 bits | u32 count | little-endian elements``. ``from_bytes`` refuses a
+wrong magic, version or type, truncation, trailing bytes and unsorted or duplicate ids.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar
+
+import numpy as np
+
+from fedkit.privacy._secagg_config import SecAggProtocolError
+from fedkit.privacy.hazmat.keys import KEY_SIZE
+from fedkit.privacy.hazmat.prg import ring_dtype
+
+__all__ = [
+    "WIRE_VERSION",
+    "AdvertiseKeys",
+    "KeysBroadcast",
+    "MaskedInput",
+    "ShareKeys",
+    "SharesBroadcast",
+    "UnmaskRequest",
+    "UnmaskResponse",
+    "decode_message",
+]
+
+WIRE_VERSION = 1
+_MAGIC = b"FKSA"
+_HEADER = struct.Struct(">4sBBQQ")
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str) -> None:
+        self._view, self._pos, self._name = memoryview(bytes(data)), 0, name
+
+    def take(self, size: int) -> bytes:
+        if self._pos + size > len(self._view):
+            raise SecAggProtocolError(
+                f"{self._name} message truncated: needs {self._pos + size} bytes, "
+                f"got {len(self._view)}"
+            )
+        out = self._view[self._pos : self._pos + size].tobytes()
+        self._pos += size
+        return out
+
+    def unpack(self, fmt: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+    def ids(self) -> tuple[int, ...]:
+        (count,) = self.unpack(">I")
+        values = self.unpack(f">{count}Q") if count else ()
+        _check_sorted(values, self._name)
+        return tuple(values)
+
+    def blobs(self, size: int | None = None) -> MappingProxyType:
+        (count,) = self.unpack(">I")
+        out: dict[int, bytes] = {}
+        for _ in range(count):
+            cid, length = self.unpack(">QI")
+            if size is not None and length != size:
+                raise SecAggProtocolError(
+                    f"{self._name} entry for client {cid} has {length} bytes, expected {size}"
+                )
+            out[cid] = self.take(length)
+        _check_sorted(tuple(out) if len(out) == count else (0, 0), self._name)
+        return MappingProxyType(out)
+
+    def done(self) -> None:
+        if self._pos != len(self._view):
+            raise SecAggProtocolError(
+                f"{self._name} message has {len(self._view) - self._pos} trailing bytes"
+            )
+
+
+def _check_sorted(values: tuple[int, ...], name: str) -> None:
+    if any(a >= b for a, b in zip(values, values[1:], strict=False)):
+        raise SecAggProtocolError(f"{name} message has unsorted or duplicate client ids")
+
+
+def _ids(values) -> bytes:
+    values = sorted(values)
+    return struct.pack(f">I{len(values)}Q", len(values), *values)
+
+
+def _blobs(mapping) -> bytes:
+    parts = [struct.pack(">I", len(mapping))]
+    for cid in sorted(mapping):
+        parts.append(struct.pack(">QI", cid, len(mapping[cid])) + bytes(mapping[cid]))
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, repr=False)
+class _Message:
+    TYPE: ClassVar[int] = 0
+    run_id: int
+    round_id: int
+
+    def _header(self) -> bytes:
+        return _HEADER.pack(_MAGIC, WIRE_VERSION, self.TYPE, self.run_id, self.round_id)
+
+    @classmethod
+    def _open(cls, data: bytes) -> tuple[_Reader, int, int]:
+        reader = _Reader(data, cls.__name__)
+        magic, version, mtype, run_id, round_id = reader.unpack(_HEADER.format)
+        if magic != _MAGIC:
+            raise SecAggProtocolError(f"{cls.__name__} message lacks the FKSA magic bytes")
+        if version != WIRE_VERSION:
+            raise SecAggProtocolError(
+                f"{cls.__name__} wire version {version} unsupported, expected {WIRE_VERSION}"
+            )
+        if mtype != cls.TYPE:
+            name = _TYPES[mtype].__name__ if mtype in _TYPES else f"unknown type {mtype}"
+            raise SecAggProtocolError(f"expected a {cls.__name__} message, got {name}")
+        return reader, run_id, round_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(run_id={self.run_id}, round_id={self.round_id}, ...)"
+
+
+@dataclass(frozen=True, repr=False)
+class AdvertiseKeys(_Message):
+    """Stage 0, client -> server: the client's two fresh X25519 public keys."""
+
+    TYPE: ClassVar[int] = 1
+    client_id: int
+    enc_public: bytes
+    mask_public: bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return (
+            self._header() + struct.pack(">Q", self.client_id) + self.enc_public + self.mask_public
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AdvertiseKeys:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        (cid,) = reader.unpack(">Q")
+        enc, mask = reader.take(KEY_SIZE), reader.take(KEY_SIZE)
+        reader.done()
+        return cls(run_id, round_id, cid, enc, mask)
+
+
+@dataclass(frozen=True, repr=False)
+class KeysBroadcast(_Message):
+    """Stage 0 -> 1, server -> all: the roster ``id -> enc_public | mask_public`` (64 bytes)."""
+
+    TYPE: ClassVar[int] = 2
+    public_keys: MappingProxyType  # int -> bytes (64)
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + _blobs(self.public_keys)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KeysBroadcast:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        keys = reader.blobs(2 * KEY_SIZE)
+        reader.done()
+        return cls(run_id, round_id, keys)
+
+
+@dataclass(frozen=True, repr=False)
+class ShareKeys(_Message):
+    """Stage 1, client -> server: AEAD ciphertexts of share pairs, keyed by receiver id."""
+
+    TYPE: ClassVar[int] = 3
+    client_id: int
+    ciphertexts: MappingProxyType  # receiver id -> bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + struct.pack(">Q", self.client_id) + _blobs(self.ciphertexts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ShareKeys:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        (cid,) = reader.unpack(">Q")
+        blobs = reader.blobs()
+        reader.done()
+        return cls(run_id, round_id, cid, blobs)
+
+
+@dataclass(frozen=True, repr=False)
+class SharesBroadcast(_Message):
+    """Stage 1 -> 2, server -> one client: ciphertexts addressed to it, keyed by sender id."""
+
+    TYPE: ClassVar[int] = 4
+    recipient: int
+    ciphertexts: MappingProxyType  # sender id -> bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + struct.pack(">Q", self.recipient) + _blobs(self.ciphertexts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SharesBroadcast:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        (recipient,) = reader.unpack(">Q")
+        blobs = reader.blobs()
+        reader.done()
+        return cls(run_id, round_id, recipient, blobs)
+
+
+@dataclass(frozen=True, repr=False)
+class MaskedInput(_Message):
+    """Stage 2, client -> server: the masked ring vector (input, then weight)."""
+
+    TYPE: ClassVar[int] = 5
+    client_id: int
+    masked: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        bits = self.masked.dtype.itemsize * 8
+        body = np.ascontiguousarray(self.masked, dtype=ring_dtype(bits)).tobytes()
+        return self._header() + struct.pack(">QBI", self.client_id, bits, self.masked.size) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MaskedInput:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        cid, bits, count = reader.unpack(">QBI")
+        if bits not in (32, 64):
+            raise SecAggProtocolError(f"MaskedInput ring bits={bits} unsupported, expected 32/64")
+        dtype = ring_dtype(bits)
+        masked = np.frombuffer(reader.take(count * dtype.itemsize), dtype=dtype)
+        reader.done()
+        return cls(run_id, round_id, cid, masked)
+
+
+@dataclass(frozen=True, repr=False)
+class UnmaskRequest(_Message):
+    """Stage 2 -> 3, server -> all: who sent a masked input (alive) and who did not (dropped)."""
+
+    TYPE: ClassVar[int] = 6
+    alive: tuple[int, ...]
+    dropped: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + _ids(self.alive) + _ids(self.dropped)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UnmaskRequest:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        alive, dropped = reader.ids(), reader.ids()
+        reader.done()
+        return cls(run_id, round_id, alive, dropped)
+
+
+@dataclass(frozen=True, repr=False)
+class UnmaskResponse(_Message):
+    """Stage 3, client -> server: self-mask shares of alive clients, key shares of dropped ones.
+
+    Each share is the 66-byte value y; its x-coordinate is the sender's roster position + 1.
+    """
+
+    TYPE: ClassVar[int] = 7
+    client_id: int
+    self_mask_shares: MappingProxyType  # owner id -> 66 bytes
+    key_shares: MappingProxyType  # owner id -> 66 bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return (
+            self._header()
+            + struct.pack(">Q", self.client_id)
+            + _blobs(self.self_mask_shares)
+            + _blobs(self.key_shares)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UnmaskResponse:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        (cid,) = reader.unpack(">Q")
+        self_shares, key_shares = reader.blobs(66), reader.blobs(66)
+        reader.done()
+        return cls(run_id, round_id, cid, self_shares, key_shares)
+
+    def __repr__(self) -> str:
+        return (
+            f"UnmaskResponse(client_id={self.client_id}, round_id={self.round_id}, "
+            f"self_mask_shares=<{len(self.self_mask_shares)} redacted>, "
+            f"key_shares=<{len(self.key_shares)} redacted>)"
+        )
+
+
+_TYPES: dict[int, type[_Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        AdvertiseKeys,
+        KeysBroadcast,
+        ShareKeys,
+        SharesBroadcast,
+        MaskedInput,
+        UnmaskRequest,
+        UnmaskResponse,
+    )
+}
+
+
+def decode_message(data: bytes) -> _Message:
+    """Decode any secure-aggregation message by its header type.
+
+    Raises:
+        SecAggProtocolError: On a malformed or unknown message.
+    """
+    if len(data) < _HEADER.size:
+        raise SecAggProtocolError(f"message of {len(data)} bytes is shorter than the header")
+    mtype = data[5]
+    if mtype not in _TYPES:
+        raise SecAggProtocolError(f"unknown message type {mtype}")
+    return _TYPES[mtype].from_bytes(data)

@@ -1,0 +1,360 @@
+"""The server state machine of fedkit's secure aggregation (see ``secagg``)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from fedkit.privacy._secagg_client import check_round
+from fedkit.privacy._secagg_config import (
+    SecAggAbort,
+    SecAggConfig,
+    SecAggProtocolError,
+    SecAggStateError,
+    Stage,
+)
+from fedkit.privacy._secagg_messages import (
+    AdvertiseKeys,
+    KeysBroadcast,
+    MaskedInput,
+    ShareKeys,
+    SharesBroadcast,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from fedkit.privacy.graph import communication_graph, graph_seed
+from fedkit.privacy.hazmat import shamir
+from fedkit.privacy.hazmat.keys import KeyPair, derive_key
+from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
+from fedkit.privacy.quantize import dequantize
+
+__all__ = ["SecAggResult", "SecAggServer"]
+
+logger = logging.getLogger(__name__)
+_ORDER = list(Stage)
+_EXPECTED = {
+    Stage.ADVERTISE_KEYS: AdvertiseKeys,
+    Stage.SHARE_KEYS: ShareKeys,
+    Stage.MASKED_INPUT: MaskedInput,
+    Stage.UNMASK: UnmaskResponse,
+}
+
+
+@dataclass(frozen=True)
+class SecAggResult:
+    """The unmasked aggregate of one round.
+
+    Attributes:
+        ring_sum: Sum of the survivors' quantised vectors in Z_{2^bits} (weight last).
+        weighted_sum: ``sum_u w_u * clip(x_u)`` (float64, up to quantisation error).
+        total_weight: ``sum_u w_u``.
+        survivors: Ids whose input is in the sum (sent a masked input), sorted.
+        dropped: Ids that shared keys but sent no masked input, sorted.
+    """
+
+    ring_sum: np.ndarray
+    weighted_sum: np.ndarray
+    total_weight: float
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+
+    @property
+    def mean(self) -> np.ndarray:
+        """``weighted_sum / total_weight`` (the server divides after unmasking).
+
+        Raises:
+            ZeroDivisionError: If the total weight is zero.
+        """
+        if self.total_weight <= 0:
+            raise ZeroDivisionError(f"total weight is {self.total_weight}; no weighted mean")
+        return self.weighted_sum / self.total_weight
+
+
+class SecAggServer:
+    """The server of one secure-aggregation round.
+
+    For each stage, pass every client message to :meth:`receive` (an invalid one raises
+    :class:`SecAggProtocolError` and is not counted: that client is treated as dropped), then
+    close the stage with :meth:`broadcast_keys`, :meth:`route_shares`,
+    :meth:`request_unmask` and finally :meth:`aggregate`. Each closes once, in order.
+
+    Args:
+        config: The round's configuration.
+        client_ids: The cohort; when given, keys from other ids are rejected.
+    """
+
+    def __init__(self, config: SecAggConfig, client_ids: Iterable[int] | None = None) -> None:
+        self.config = config
+        self._cohort = None if client_ids is None else frozenset(client_ids)
+        if self._cohort is not None and len(self._cohort) > config.num_clients:
+            raise SecAggProtocolError(
+                f"cohort of {len(self._cohort)} clients exceeds num_clients={config.num_clients}"
+            )
+        self._stage = 0
+        self._keys: dict[int, tuple[bytes, bytes]] = {}
+        self._graph: dict[int, frozenset[int]] = {}
+        self._position: dict[int, int] = {}
+        self._shares: dict[int, MappingProxyType] = {}
+        self._sum = np.zeros(config.wire_length, dtype=ring_dtype(config.bits))
+        self._masked: set[int] = set()
+        self._alive: frozenset[int] = frozenset()
+        self._dropped: frozenset[int] = frozenset()
+        self._responses: dict[int, UnmaskResponse] = {}
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage whose messages are being received, ``None`` once aggregated."""
+        return _ORDER[self._stage] if self._stage < len(_ORDER) else None
+
+    def _close(self, stage: Stage, received: int) -> None:
+        if self.stage is not stage:
+            now = "finished" if self.stage is None else f"is in {self.stage.value}"
+            raise SecAggStateError(f"server cannot close {stage.value}: it {now}")
+        self._stage += 1
+        if received < self.config.threshold:
+            self._stage = len(_ORDER)
+            raise SecAggAbort(
+                f"round {self.config.round_id} aborted at {stage.value}: {received} clients "
+                f"responded, below threshold t={self.config.threshold}"
+            )
+
+    def receive(self, message) -> None:
+        """Validate and record one client message of the current stage.
+
+        Raises:
+            SecAggProtocolError: Wrong stage (out of order or replayed), wrong round, unknown
+                or duplicate sender, wrong shape. The server state is unchanged.
+            SecAggStateError: After the round finished.
+        """
+        stage = self.stage
+        if stage is None:
+            raise SecAggStateError("server finished this round; no more messages accepted")
+        expected = _EXPECTED[stage]
+        if not isinstance(message, expected):
+            raise SecAggProtocolError(
+                f"server expected {expected.__name__} during {stage.value}, got "
+                f"{type(message).__name__} (out-of-order or replayed message); rejected"
+            )
+        check_round(message, self.config, "server")
+        cid = message.client_id
+        if stage is Stage.ADVERTISE_KEYS:
+            self._receive_keys(message)
+            return
+        previous = {
+            Stage.SHARE_KEYS: self._keys,
+            Stage.MASKED_INPUT: self._shares,
+            Stage.UNMASK: self._masked,
+        }[stage]
+        done = {
+            Stage.SHARE_KEYS: self._shares,
+            Stage.MASKED_INPUT: self._masked,
+            Stage.UNMASK: self._responses,
+        }[stage]
+        if cid in done:
+            raise SecAggProtocolError(f"duplicate {expected.__name__} from client {cid} (replayed)")
+        if cid not in previous:
+            raise SecAggProtocolError(
+                f"{expected.__name__} from unknown client id {cid}: not among the "
+                f"{len(previous)} clients that completed the previous stage; rejected"
+            )
+        if stage is Stage.SHARE_KEYS:
+            if frozenset(message.ciphertexts) != self._graph[cid]:
+                raise SecAggProtocolError(
+                    f"ShareKeys from client {cid} addresses clients {sorted(message.ciphertexts)}"
+                    f", expected its graph neighbours {sorted(self._graph[cid])}"
+                )
+            self._shares[cid] = message.ciphertexts
+        elif stage is Stage.MASKED_INPUT:
+            masked = message.masked
+            if masked.shape != (self.config.wire_length,) or masked.dtype != self._sum.dtype:
+                raise SecAggProtocolError(
+                    f"masked vector from client {cid} has shape {masked.shape} dtype "
+                    f"{masked.dtype}, expected ({self.config.wire_length},) {self._sum.dtype} "
+                    f"(vector_length {self.config.vector_length} + weight); rejected"
+                )
+            np.add(self._sum, masked, out=self._sum)
+            self._masked.add(cid)
+        else:
+            self._check_response(message)
+            self._responses[cid] = message
+
+    def _receive_keys(self, message: AdvertiseKeys) -> None:
+        cid = message.client_id
+        if self._cohort is not None and cid not in self._cohort:
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from unknown client id {cid}: not in the cohort"
+            )
+        if cid in self._keys:
+            raise SecAggProtocolError(f"duplicate AdvertiseKeys from client {cid} (replayed)")
+        if len(self._keys) >= self.config.num_clients:
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from client {cid} rejected: already num_clients="
+                f"{self.config.num_clients} clients"
+            )
+        self._keys[cid] = (bytes(message.enc_public), bytes(message.mask_public))
+
+    def _check_response(self, message: UnmaskResponse) -> None:
+        cid = message.client_id
+        holder_of = (self._graph[cid] & frozenset(self._shares)) | {cid}
+        want_self = holder_of & self._alive
+        want_keys = (holder_of - {cid}) & self._dropped
+        for name, got, want in (
+            ("self-mask", message.self_mask_shares, want_self),
+            ("key", message.key_shares, want_keys),
+        ):
+            if frozenset(got) != want:
+                raise SecAggProtocolError(
+                    f"UnmaskResponse from client {cid} has {name} shares for clients "
+                    f"{sorted(got)}, expected {sorted(want)}; rejected"
+                )
+            for owner, blob in got.items():
+                try:
+                    shamir.Share.from_bytes(self._position[cid], blob)
+                except shamir.ShamirError as exc:
+                    raise SecAggProtocolError(
+                        f"UnmaskResponse from client {cid}: {name} share for client {owner} "
+                        f"malformed: {exc}"
+                    ) from exc
+
+    def broadcast_keys(self) -> KeysBroadcast:
+        """Close stage 0: fix the roster and graph; return the keys broadcast for all clients.
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` clients advertised keys.
+        """
+        self._close(Stage.ADVERTISE_KEYS, len(self._keys))
+        c = self.config
+        seed = graph_seed(self._keys, run_id=c.run_id, round_id=c.round_id)
+        self._graph = communication_graph(list(self._keys), c.num_neighbours, seed)
+        self._position = {cid: i + 1 for i, cid in enumerate(sorted(self._keys))}
+        blobs = {cid: enc + mask for cid, (enc, mask) in self._keys.items()}
+        return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs))
+
+    def route_shares(self) -> dict[int, SharesBroadcast]:
+        """Close stage 1: return, per client that shared keys, the ciphertexts addressed to it.
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` clients shared keys.
+        """
+        self._close(Stage.SHARE_KEYS, len(self._shares))
+        c = self.config
+        inbox: dict[int, dict[int, bytes]] = {cid: {} for cid in self._shares}
+        for sender, ciphertexts in self._shares.items():
+            for receiver, blob in ciphertexts.items():
+                if receiver in inbox:
+                    inbox[receiver][sender] = blob
+        return {
+            cid: SharesBroadcast(c.run_id, c.round_id, cid, MappingProxyType(box))
+            for cid, box in sorted(inbox.items())
+        }
+
+    def request_unmask(self) -> UnmaskRequest:
+        """Close stage 2: return the alive (sent a masked input) and dropped lists.
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` masked inputs.
+        """
+        self._close(Stage.MASKED_INPUT, len(self._masked))
+        self._alive = frozenset(self._masked)
+        self._dropped = frozenset(self._shares) - self._alive
+        c = self.config
+        return UnmaskRequest(
+            c.run_id, c.round_id, tuple(sorted(self._alive)), tuple(sorted(self._dropped))
+        )
+
+    def aggregate(self) -> SecAggResult:
+        """Close stage 3: reconstruct secrets, remove all masks and decode the weighted sum.
+
+        Raises:
+            SecAggAbort: Too few unmask responses, fewer than ``threshold`` shares for some
+                client's secret, or a recovered masking key that does not match its
+                published public key (a corrupted share).
+
+        References:
+            Bonawitz et al., CCS 2017, Fig. 4 (Unmasking); Bell et al., CCS 2020, §3.
+        """
+        self._close(Stage.UNMASK, len(self._responses))
+        c = self.config
+        total = self._sum.copy()
+        expander = MaskExpander(c.wire_length, bits=c.bits)
+        coefficient_cache: dict[tuple[int, ...], list[int]] = {}
+        for owner in sorted(self._alive):
+            seed = self._recover(owner, "self-mask", coefficient_cache)
+            mask_seed = derive_key(
+                seed, purpose="self-mask", run_id=c.run_id, round_id=c.round_id, u=owner, v=owner
+            )
+            expander.add_into(total, mask_seed, sign=-1)
+        for owner in sorted(self._dropped):
+            private = self._recover(owner, "key", coefficient_cache)
+            pair = KeyPair.from_private_bytes(private)
+            if not hmac.compare_digest(pair.public, self._keys[owner][1]):
+                self._stage = len(_ORDER)
+                raise SecAggAbort(
+                    f"round {c.round_id} aborted: the masking key recovered for dropped client "
+                    f"{owner} does not match its published public key (a share was corrupted)"
+                )
+            for v in sorted(self._graph[owner] & self._alive):
+                seed = derive_key(
+                    pair.exchange(self._keys[v][1]),
+                    purpose="mask",
+                    run_id=c.run_id,
+                    round_id=c.round_id,
+                    u=owner,
+                    v=v,
+                )
+                expander.add_into(total, seed, sign=-1 if v < owner else +1)
+        decoded = dequantize(total, scale=c.resolved_scale, bits=c.bits) * c.max_weight
+        logger.info(
+            "secagg round %s: %s inputs summed, %s dropped",
+            c.round_id,
+            len(self._alive),
+            len(self._dropped),
+        )
+        return SecAggResult(
+            total,
+            decoded[:-1],
+            float(decoded[-1]),
+            tuple(sorted(self._alive)),
+            tuple(sorted(self._dropped)),
+        )
+
+    def _recover(self, owner: int, kind: str, cache: dict[tuple[int, ...], list[int]]) -> bytes:
+        c = self.config
+        holders = sorted(
+            cid
+            for cid, r in self._responses.items()
+            if owner in (r.self_mask_shares if kind == "self-mask" else r.key_shares)
+        )
+        if len(holders) < c.threshold:
+            self._stage = len(_ORDER)
+            raise SecAggAbort(
+                f"round {c.round_id} aborted: {len(holders)} {kind} shares for client {owner}, "
+                f"below threshold t={c.threshold}"
+            )
+        chosen = holders[: c.threshold]  # canonical responder set: the t smallest ids
+        xs = tuple(self._position[h] for h in chosen)
+        if xs not in cache:
+            cache[xs] = shamir.lagrange_coefficients(xs)
+        ys = [
+            int.from_bytes(
+                (
+                    self._responses[h].self_mask_shares
+                    if kind == "self-mask"
+                    else self._responses[h].key_shares
+                )[owner],
+                "big",
+            )
+            for h in chosen
+        ]
+        try:
+            return shamir.combine_with(cache[xs], ys)
+        except shamir.ShamirError as exc:
+            self._stage = len(_ORDER)
+            raise SecAggAbort(
+                f"round {c.round_id} aborted: {kind} secret of client {owner}: {exc}"
+            ) from exc

@@ -1,0 +1,119 @@
+"""Hazardous materials: use :mod:`fedkit.privacy.secagg`.
+
+The mask PRG: an AES-128-CTR keystream read as little-endian ring elements.
+
+A 32-byte seed (an HKDF output, see :mod:`~fedkit.privacy.hazmat.keys`) is split into an
+AES-128 key (first 16 bytes) and a 16-byte initial counter block (last 16 bytes). The
+keystream is written with ``update_into`` into a buffer allocated once per vector length,
+then viewed as ``<u4`` (Z_{2^32}) or ``<u8`` (Z_{2^64}); every element is uniform in the ring.
+numpy's generators are never used for masks: they are not cryptographic, and Flower's
+32-bit seeding of them is brute-forceable (reference/secagg.md §5.4).
+
+References:
+    Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving Machine Learning",
+    CCS 2017, §4 (masks from a PRG seeded by agreed keys).
+    NIST SP 800-38A, §6.5 (CTR mode).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = ["SEED_SIZE", "MaskExpander", "expand_mask", "ring_dtype"]
+
+SEED_SIZE = 32
+_DTYPES = {32: np.dtype("<u4"), 64: np.dtype("<u8")}
+
+
+def ring_dtype(bits: int) -> np.dtype:
+    """Return the little-endian unsigned dtype of Z_{2^bits} (``bits`` is 32 or 64).
+
+    Raises:
+        ValueError: If ``bits`` is not 32 or 64.
+    """
+    if bits not in _DTYPES:
+        raise ValueError(f"ring bits={bits!r} unsupported, expected 32 or 64")
+    return _DTYPES[bits]
+
+
+class MaskExpander:
+    """Expands seeds into mask vectors of one fixed length without allocating per call.
+
+    Args:
+        length: Number of ring elements per mask.
+        bits: Ring size in bits (32 or 64).
+
+    Example:
+        >>> exp = MaskExpander(4, bits=32)
+        >>> acc = np.zeros(4, dtype=np.uint32)
+        >>> exp.add_into(acc, bytes(32), sign=+1)
+        >>> exp.add_into(acc, bytes(32), sign=-1)
+        >>> int(acc.sum())
+        0
+    """
+
+    __slots__ = ("_buffer", "_dtype", "_length", "_out", "_zeros")
+
+    def __init__(self, length: int, *, bits: int = 32) -> None:
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"mask length={length!r} must be a positive integer")
+        self._dtype = ring_dtype(bits)
+        self._length = length
+        nbytes = length * self._dtype.itemsize
+        self._zeros = bytearray(nbytes)
+        self._buffer = bytearray(nbytes)
+        self._out = np.frombuffer(self._buffer, dtype=self._dtype)
+
+    @property
+    def length(self) -> int:
+        """Number of ring elements per mask."""
+        return self._length
+
+    def expand(self, seed: bytes) -> np.ndarray:
+        """Return the mask for ``seed`` as a read-only view of the internal buffer.
+
+        The view is overwritten by the next call; copy it to keep it.
+
+        Raises:
+            ValueError: If ``seed`` is not 32 bytes.
+        """
+        if len(seed) != SEED_SIZE:
+            raise ValueError(f"PRG seed must be {SEED_SIZE} bytes, got {len(seed)} bytes")
+        seed = bytes(seed)
+        encryptor = Cipher(algorithms.AES(seed[:16]), modes.CTR(seed[16:])).encryptor()
+        written = encryptor.update_into(self._zeros, self._buffer)
+        if written != len(self._buffer):  # pragma: no cover - cryptography contract
+            raise RuntimeError(f"AES-CTR wrote {written} bytes, expected {len(self._buffer)}")
+        view = self._out.view()
+        view.flags.writeable = False
+        return view
+
+    def add_into(self, acc: np.ndarray, seed: bytes, *, sign: int) -> None:
+        """Add (``sign=+1``) or subtract (``sign=-1``) the mask of ``seed`` into ``acc`` in place.
+
+        Raises:
+            ValueError: If ``acc`` has the wrong shape or dtype, or ``sign`` is not +-1.
+        """
+        if acc.shape != (self._length,) or acc.dtype != self._dtype:
+            raise ValueError(
+                f"accumulator has shape {acc.shape} dtype {acc.dtype}, expected "
+                f"({self._length},) {self._dtype}"
+            )
+        mask = self.expand(seed)
+        if sign == 1:
+            np.add(acc, mask, out=acc)
+        elif sign == -1:
+            np.subtract(acc, mask, out=acc)
+        else:
+            raise ValueError(f"mask sign={sign!r} must be +1 or -1")
+
+
+def expand_mask(seed: bytes, length: int, *, bits: int = 32) -> np.ndarray:
+    """Return a fresh (owned, writable) mask vector of ``length`` ring elements for ``seed``.
+
+    Example:
+        >>> expand_mask(bytes(32), 3).dtype
+        dtype('uint32')
+    """
+    return MaskExpander(length, bits=bits).expand(seed).copy()
