@@ -16,6 +16,8 @@ from fedkit.config import ConfigError, RunConfig, apply_overrides, load_config_f
 
 __all__ = ["main", "build_parser"]
 
+DEFAULT_ENGINE = "sequential"
+
 _EPILOG = """examples:
   fedkit simulate                                    # the embedded demo (Synthetic(1,1), logreg)
   fedkit simulate --config simulations/cifar10_fedavg.toml --set rounds=3
@@ -52,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--runtime", choices=("inprocess", "flower"), default="inprocess",
                      help="inprocess: fedkit's grid, no Ray (default); flower: `flwr run` "
                           "under Flower's Simulation Engine (Ray)")
+    sim.add_argument("--engine", choices=("batched", "sequential"), default=DEFAULT_ENGINE,
+                     help="--runtime inprocess: train each round's clients together (batched, "
+                          "torch.func) or one message at a time (sequential); default "
+                          f"{DEFAULT_ENGINE}")
+    sim.add_argument("--device", default="cpu",
+                     help="--engine batched: torch device of the batched computation "
+                          "(cpu, cuda, cuda:1, ...); default cpu")
     sim.add_argument("--data-dir", type=Path, default=None,
                      help="folder holding cifar-10-batches-py/ (default: $FEDKIT_DATA or "
                           "the per-user cache folder); same as --set data_dir=...")
@@ -129,7 +138,8 @@ def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
     if args.runtime == "inprocess":
         from fedkit.flower import run_inprocess
 
-        run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed)
+        run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed,
+                      engine=args.engine, device=args.device)
     else:
         from fedkit.flower.simulation import run_flower_simulation
 

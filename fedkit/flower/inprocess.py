@@ -31,11 +31,12 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedkit.seeding import numpy_rng
 
-__all__ = ["InProcessGrid", "run_inprocess", "SERVER_NODE_ID"]
+__all__ = ["ENGINES", "InProcessGrid", "run_inprocess", "SERVER_NODE_ID"]
 
 logger = logging.getLogger(__name__)
 
 SERVER_NODE_ID = 1
+ENGINES = ("sequential", "batched")
 _RUN_ID = 1
 
 
@@ -148,11 +149,19 @@ def run_inprocess(
     server_app: ServerApp | None = None,
     client_app: ClientApp | None = None,
     seed: int = 0,
+    engine: str = "sequential",
+    device: str = "cpu",
 ) -> InProcessGrid:
     """Run ``server_app`` against ``num_nodes`` in-process ClientApps; return the grid.
 
-    Defaults to fedkit's own ServerApp and ClientApp.
+    Defaults to fedkit's own ServerApp and ClientApp. ``engine = "batched"`` trains each
+    round's clients together (:mod:`fedkit.flower.batched_grid`) on ``device``.
+
+    Raises:
+        ValueError: On an unknown engine.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine = {engine!r}, expected one of {list(ENGINES)}")
     if server_app is None:
         from fedkit.flower.server_app import app as server_app
     if client_app is None:
@@ -160,7 +169,13 @@ def run_inprocess(
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = _RUN_ID
     TaskIdentity.node_id = SERVER_NODE_ID
-    grid = InProcessGrid(client_app, num_nodes=num_nodes, run_config=run_config, seed=seed)
+    if engine == "batched":
+        from fedkit.flower.batched_grid import BatchedInProcessGrid
+
+        grid: InProcessGrid = BatchedInProcessGrid(
+            client_app, num_nodes=num_nodes, run_config=run_config, seed=seed, device=device)
+    else:
+        grid = InProcessGrid(client_app, num_nodes=num_nodes, run_config=run_config, seed=seed)
     server_context = Context(run_id=_RUN_ID, node_id=SERVER_NODE_ID, node_config={},
                              state=RecordDict(), run_config=dict(run_config))
     server_app(grid, server_context)
