@@ -16,7 +16,7 @@ from fedkit.config import ConfigError, RunConfig, apply_overrides, load_config_f
 
 __all__ = ["main", "build_parser"]
 
-DEFAULT_ENGINE = "sequential"
+DEFAULT_ENGINE = "batched"
 
 _EPILOG = """examples:
   fedkit simulate                                    # the embedded demo (Synthetic(1,1), logreg)

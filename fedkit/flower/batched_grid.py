@@ -14,7 +14,6 @@ fedkit's, the model cannot be batched, or the batched call fails.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -71,9 +70,10 @@ class BatchedInProcessGrid(InProcessGrid):
             if not batchable or msg.metadata.message_type != "train" or context is None:
                 self._replies[msg_id] = self._deliver(msg)
                 continue
-            delivered = copy.deepcopy(msg)
+            # prepare_train and finish_train only read the message, so the batched path skips
+            # the per-message deep copy and can share one decoded model between clients.
             try:
-                task = fedkit_client.prepare_train(delivered, context)
+                task = fedkit_client.prepare_train(msg, context)
             except Exception as exc:  # noqa: BLE001 - a client failure is a reply
                 self._replies[msg_id] = self._error(
                     msg, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
@@ -102,7 +102,11 @@ class BatchedInProcessGrid(InProcessGrid):
             jobs = [ClientJob(indices=data.partition[t.client_id],
                               generator=torch_generator(*t.generator_keys),
                               lr=t.lr, loss_scale=t.loss_scale) for _, _, _, t in tasks]
-            states = [t.sent.to_torch_state_dict() for _, _, _, t in tasks]
+            decoded: dict[int, dict] = {}
+            for _, _, _, t in tasks:
+                if id(t.sent) not in decoded:
+                    decoded[id(t.sent)] = t.sent.to_torch_state_dict()
+            states = [decoded[id(t.sent)] for _, _, _, t in tasks]
             try:
                 results = train_local_batched(
                     template, states, data.train, jobs,

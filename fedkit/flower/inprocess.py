@@ -149,7 +149,7 @@ def run_inprocess(
     server_app: ServerApp | None = None,
     client_app: ClientApp | None = None,
     seed: int = 0,
-    engine: str = "sequential",
+    engine: str = "batched",
     device: str = "cpu",
 ) -> InProcessGrid:
     """Run ``server_app`` against ``num_nodes`` in-process ClientApps; return the grid.

@@ -34,7 +34,7 @@ def test_same_seed_gives_identical_metrics_and_participants(tmp_path):
 def test_results_file_holds_config_versions_and_rounds(tmp_path):
     results = run(tmp_path, rounds=3, eval_every=2)
     assert results["config"]["rounds"] == 3 and results["seed"] == 0
-    assert results["runtime"] == "inprocess"
+    assert results["runtime"] == "inprocess-batched"  # the default engine
     assert results["environment"]["packages"]["flwr"].startswith("1.42")
     assert [r["round"] for r in results["rounds"]] == [1, 2, 3]
     # evaluated at round 2 (every 2) and at the last round
