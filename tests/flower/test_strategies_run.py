@@ -32,8 +32,11 @@ SMALL = {"num_clients": 20, "clients_per_round": 5, "rounds": 12, "eval_every": 
 
 
 def run(tmp_path, name, client=None, **changes):
+    # Sequential engine throughout: runs with wrapped ClientApps (which the batched engine
+    # does not batch) are compared with plain ones, bit for bit.
     cfg = RunConfig(name=name, output_dir=str(tmp_path / name), **{**SMALL, **changes})
-    run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, client_app=client, seed=cfg.seed)
+    run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, client_app=client, seed=cfg.seed,
+                  engine="sequential")
     return read_results(tmp_path / name)
 
 
