@@ -103,14 +103,14 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
 def readme_table(report: dict) -> str:
     """The README table, generated from the result file only."""
     machine = report["machine"]
-    rows = ["| runtime | seconds per round (median) | vs sequential | peak memory (MB) |",
-            "|---|---|---|---|"]
+    rows = ["| runtime | seconds per round (median) | speed relative to sequential "
+            "| peak memory (MB) |", "|---|---|---|---|"]
     base = report["sequential"]["seconds_per_round"]
     for key in ("flower", "sequential", "batched"):
         if key in report:
             sec = report[key]["seconds_per_round"]
             peak = report[key].get("peak_rss_mb")
-            rows.append(f"| {LABELS[key]} | {sec:.2f} | {base / sec:.2f}x faster |"
+            rows.append(f"| {LABELS[key]} | {sec:.2f} | {base / sec:.2f}x |"
                         f" {f'{peak:.0f}' if peak else 'not measured (Ray processes)'} |")
     rows.append("")
     notes = [f"Measured on {machine['cpu']} ({machine['cpu_count']} cores), torch "
