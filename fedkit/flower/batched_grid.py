@@ -23,7 +23,7 @@ from flwr.common.constant import ErrorCode
 
 from fedkit.flower import client_app as fedkit_client
 from fedkit.flower.inprocess import InProcessGrid, _message_id
-from fedkit.flower.task import _model_template
+from fedkit.flower.task import model_template
 from fedkit.seeding import torch_generator
 from fedkit.training import ClientJob, can_batch, train_local_batched
 
@@ -94,7 +94,7 @@ class BatchedInProcessGrid(InProcessGrid):
     def _train_together(self, tasks: list) -> None:
         first = tasks[0][3]
         cfg, data = first.cfg, first.data
-        template = _model_template(cfg.model, tuple(data.train.input_shape),
+        template = model_template(cfg.model, tuple(data.train.input_shape),
                                    data.train.num_classes)
         ok, why = can_batch(template)
         results = None
@@ -123,10 +123,7 @@ class BatchedInProcessGrid(InProcessGrid):
                     state, result = results[i]
                     local = ArrayRecord(torch_state_dict=state)
                 else:
-                    model, result = fedkit_client._train_from(
-                        task.cfg, task.data, task.sent, task.client_id, task.server_round,
-                        task.lr)
-                    local = fedkit_client.arrays_of(model)
+                    local, result = fedkit_client.train_task(task)
                 content = fedkit_client.finish_train(task, context, local, result)
             except Exception as exc:  # noqa: BLE001 - a client failure is a reply
                 self._replies[msg_id] = self._error(

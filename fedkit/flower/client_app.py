@@ -46,6 +46,7 @@ __all__ = [
     "local_sgd_config",
     "loss_scale",
     "prepare_train",
+    "train_task",
 ]
 
 app = ClientApp()
@@ -175,6 +176,13 @@ def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
                      lr=lr, sent=sent, base=base, expected_version=expected)
 
 
+def train_task(task: TrainTask) -> tuple[ArrayRecord, TrainResult]:
+    """Local SGD of one task, one message at a time: the local model and the result."""
+    model, result = _train_from(task.cfg, task.data, task.sent, task.client_id,
+                                task.server_round, task.lr)
+    return arrays_of(model), result
+
+
 def finish_train(task: TrainTask, context: Context, local: ArrayRecord,
                  result: TrainResult) -> RecordDict:
     """The reply content for a trained task (stores G_i in client-delta mode)."""
@@ -196,6 +204,5 @@ def train(msg: Message, context: Context) -> Message:
     task = prepare_train(msg, context)
     if isinstance(task, RecordDict):
         return Message(task, reply_to=msg)
-    model, result = _train_from(task.cfg, task.data, task.sent, task.client_id,
-                                task.server_round, task.lr)
-    return Message(finish_train(task, context, arrays_of(model), result), reply_to=msg)
+    local, result = train_task(task)
+    return Message(finish_train(task, context, local, result), reply_to=msg)

@@ -79,7 +79,8 @@ def _round_record(cfg: RunConfig, outcome: RoundOutcome) -> dict:
     return record
 
 
-def _scenario_card(cfg: RunConfig, data, log: RunLog) -> tuple[dict, np.ndarray, np.ndarray]:
+def _scenario_card(cfg: RunConfig, data, info, log: RunLog
+                   ) -> tuple[dict, np.ndarray, np.ndarray]:
     rounds = len(log.rounds)
     available = availability_schedule(availability_model(cfg, data), rounds)
     participated = np.zeros_like(available)
@@ -88,7 +89,7 @@ def _scenario_card(cfg: RunConfig, data, log: RunLog) -> tuple[dict, np.ndarray,
     if cfg.availability_enforce == "client":
         # Only the clients know; a client that trained was online.
         available = available | participated
-    return scenario_card(available, participated, client_info(data)), available, participated
+    return scenario_card(available, participated, info), available, participated
 
 
 def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog:
@@ -152,7 +153,7 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
         before_round=before_round,
         first_round=first_round,
     )
-    card, available, participated = _scenario_card(cfg, data, log)
+    card, available, participated = _scenario_card(cfg, data, info, log)
     log.scenario_card = card
     path = log.write(cfg.results_dir)
     plot_accuracy(log.to_dict(), cfg.results_dir / "accuracy.png")

@@ -24,6 +24,7 @@ __all__ = [
     "client_id_of",
     "client_info",
     "load_data",
+    "model_template",
     "model_with_arrays",
     "new_model",
 ]
@@ -75,13 +76,14 @@ def new_model(cfg: RunConfig, data: FederatedData) -> torch.nn.Module:
 
 
 @functools.lru_cache(maxsize=4)
-def _model_template(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+def model_template(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    """The per-process model object of an architecture (weights are always overwritten)."""
     return build_model(name, input_shape=input_shape, num_classes=num_classes, seed=0)
 
 
 def model_with_arrays(cfg: RunConfig, data: FederatedData, arrays: ArrayRecord) -> torch.nn.Module:
     """The per-process model object, with every parameter and buffer set from ``arrays``."""
-    model = _model_template(cfg.model, tuple(data.train.input_shape), data.train.num_classes)
+    model = model_template(cfg.model, tuple(data.train.input_shape), data.train.num_classes)
     model.load_state_dict(arrays.to_torch_state_dict(), strict=True)
     return model
 
