@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-__all__ = ["flatten", "unflatten", "float64_like"]
+__all__ = ["flatten", "unflatten", "float64_like", "stack_rows"]
 
 
 def flatten(arrays: Sequence[np.ndarray] | ArrayRecord) -> np.ndarray:
@@ -43,3 +43,8 @@ def float64_like(reference: ArrayRecord) -> ArrayRecord:
     return ArrayRecord(
         {name: Array(np.zeros(tuple(a.shape), dtype=np.float64)) for name, a in reference.items()}
     )
+
+
+def stack_rows(rows: list[np.ndarray], dim: int) -> np.ndarray:
+    """Stack per-client vectors into a ``(len(rows), dim)`` array (``(0, dim)`` if none)."""
+    return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float64)

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from flwr.app import ArrayRecord
 
-from fedkit.algorithms._flat import flatten
+from fedkit.algorithms._flat import flatten, stack_rows
 from fedkit.algorithms._model_state import (
     ServerModel,
     restore_rule_strategy_state,
@@ -50,8 +49,8 @@ class FedAU(FedkitStrategy):
     def aggregate(self, server_round: int, accepted: list[TrainReply],
                   rejected: list[Rejection]) -> ArrayRecord | None:
         ids = [r.client_id for r in accepted]
-        deltas = np.stack([flatten(r.arrays) - self.model.sent_vector for r in accepted]) \
-            if accepted else np.zeros((0, self.model.x.size))
+        deltas = stack_rows([flatten(r.arrays) - self.model.sent_vector for r in accepted],
+                            self.model.x.size)
         x, state = fedau_step(self.model.x, self.state, ids, deltas, self.server_lr)
         self.state = fedau_observe(state, ids, server_round)
         return self.model.set(x) if accepted else None

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from fedkit.algorithms._flat import flatten, float64_like
+from fedkit.algorithms._flat import flatten, float64_like, stack_rows
 from fedkit.algorithms._model_state import ServerModel
 from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL, FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
@@ -117,17 +117,15 @@ class FedLaAvg(FedkitStrategy):
                 self.needs_recovery.add(rejection.client_id)
         ids = [r.client_id for r in accepted]
         if self.mode == "client-delta":
-            rows = np.stack([flatten(r.arrays) for r in accepted]) if accepted else \
-                np.zeros((0, self.model.x.size))
+            rows = stack_rows([flatten(r.arrays) for r in accepted], self.model.x.size)
             self.state = fold_deltas(self.state, ids, rows, server_round)
             if accepted:
                 self.history[server_round] = (self.model.sent, lr)
             self.needs_recovery.difference_update(ids)
             self._prune_history()
         else:
-            rows = np.stack([gradient_sum(self.model.sent_vector, flatten(r.arrays), lr)
-                             for r in accepted]) if accepted else \
-                np.zeros((0, self.model.x.size))
+            rows = stack_rows([gradient_sum(self.model.sent_vector, flatten(r.arrays), lr)
+                               for r in accepted], self.model.x.size)
             self.state = fold_latest(self.state, ids, rows, server_round)
         if server_round <= self.warmup_rounds:
             return None

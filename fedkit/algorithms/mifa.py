@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from flwr.app import ArrayRecord
 
-from fedkit.algorithms._flat import flatten
+from fedkit.algorithms._flat import flatten, stack_rows
 from fedkit.algorithms._model_state import (
     ServerModel,
     restore_rule_strategy_state,
@@ -54,8 +53,8 @@ class Mifa(FedkitStrategy):
     def aggregate(self, server_round: int, accepted: list[TrainReply],
                   rejected: list[Rejection]) -> ArrayRecord | None:
         lr = float(self._round_config["lr"])
-        rows = np.stack([gradient_sum(self.model.sent_vector, flatten(r.arrays), lr)
-                         for r in accepted]) if accepted else np.zeros((0, self.model.x.size))
+        rows = stack_rows([gradient_sum(self.model.sent_vector, flatten(r.arrays), lr)
+                           for r in accepted], self.model.x.size)
         x, self.state = mifa_step(self.model.x, self.state, [r.client_id for r in accepted],
                                   rows, lr, server_round)
         if self.state.waiting:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
 
+from fedkit.algorithms._flat import flatten
+
 __all__ = ["GradientStore", "gradient_sum", "STATE_LOST"]
 
 STATE_LOST = "state-lost"
@@ -31,9 +33,7 @@ _META_KEY = "fedkit.fedlaavg.meta"
 
 def gradient_sum(sent: ArrayRecord, local: ArrayRecord, lr: float) -> np.ndarray:
     """G = (x_sent - x_local) / lr as one float64 vector (the sum of the local gradients)."""
-    x = np.concatenate([a.numpy().astype(np.float64).ravel() for a in sent.values()])
-    y = np.concatenate([a.numpy().astype(np.float64).ravel() for a in local.values()])
-    return (x - y) / lr
+    return (flatten(sent) - flatten(local)) / lr
 
 
 class GradientStore:
