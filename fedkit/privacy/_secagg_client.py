@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
+import json
 import math
 import secrets
 import struct
@@ -35,6 +37,7 @@ from fedkit.privacy.quantize import quantize
 __all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
 
 _ORDER = list(Stage)
+_STATE_VERSION = 1
 
 
 def check_round(message, config: SecAggConfig, receiver: str) -> None:
@@ -356,6 +359,79 @@ class SecAggClient:
             c.run_id, c.round_id, me, MappingProxyType(self_shares), MappingProxyType(key_shares)
         )
 
+    # -- persistence between stages -------------------------------------------------------
+    def to_state(self) -> bytes:
+        """Serialise the client between two stages (it holds private keys: keep it local).
+
+        A Flower client runs each stage in a separate ClientApp call, so the state lives in
+        the node's ``context.state`` between them; :meth:`from_state` restores it.
+        """
+        state = {
+            "version": _STATE_VERSION,
+            "config": _config_fields(self.config),
+            "client_id": self.client_id,
+            "next": self._next,
+            "enc": self._enc.private_bytes().hex(),
+            "mask": self._mask.private_bytes().hex(),
+            "roster": {str(c): [e.hex(), m.hex()] for c, (e, m) in self._roster.items()},
+            "neighbours": sorted(self._neighbours),
+            "senders": sorted(self._senders),
+            "own_shares": [str(y) for y in self._own_shares],
+            "self_seed": self._self_seed.hex(),
+            "share_keys": {str(c): k.hex() for c, k in self._share_keys.items()},
+            "received": {str(c): [str(b), str(k)] for c, (b, k) in self._received.items()},
+        }
+        return json.dumps(state, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_state(
+        cls, config: SecAggConfig, data: bytes, *, rng: np.random.Generator | None = None
+    ) -> SecAggClient:
+        """Restore :meth:`to_state`'s output for the round described by ``config``.
+
+        Raises:
+            SecAggStateError: Unreadable state, another state version, or a ``config`` that
+                differs from the one the client started the round with (the server may not
+                change the parameters mid-round).
+        """
+        try:
+            state = json.loads(bytes(data).decode())
+            version = state["version"]
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            raise SecAggStateError(f"secure-aggregation client state is unreadable: {exc}") from exc
+        if version != _STATE_VERSION:
+            raise SecAggStateError(
+                f"secure-aggregation client state has version {version!r}, "
+                f"expected {_STATE_VERSION}"
+            )
+        if state["config"] != _config_fields(config):
+            raise SecAggStateError(
+                f"client {state['client_id']}: the round's parameters changed between stages "
+                f"(started with {state['config']}, now {_config_fields(config)})"
+            )
+        client = cls(config, int(state["client_id"]), rng=rng)
+        client._next = int(state["next"])
+        client._enc = KeyPair.from_private_bytes(bytes.fromhex(state["enc"]))
+        client._mask = KeyPair.from_private_bytes(bytes.fromhex(state["mask"]))
+        client._roster = {
+            int(c): (bytes.fromhex(e), bytes.fromhex(m)) for c, (e, m) in state["roster"].items()
+        }
+        client._neighbours = frozenset(int(c) for c in state["neighbours"])
+        client._senders = frozenset(int(c) for c in state["senders"])
+        own_b, own_k = state["own_shares"]
+        client._own_shares = (int(own_b), int(own_k))
+        client._self_seed = bytes.fromhex(state["self_seed"])
+        client._share_keys = {int(c): bytes.fromhex(k) for c, k in state["share_keys"].items()}
+        client._received = {
+            int(c): (int(b), int(k)) for c, (b, k) in state["received"].items()
+        }
+        return client
+
     def __repr__(self) -> str:
         stage = self.stage.value if self.stage else ("stopped" if self._next < 0 else "finished")
         return f"SecAggClient(client_id={self.client_id}, stage={stage}, secrets=<redacted>)"
+
+
+def _config_fields(config: SecAggConfig) -> dict:
+    """The config's init fields as JSON-able values (compared across stages)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
