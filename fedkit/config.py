@@ -86,6 +86,16 @@ class RunConfig:
         round_timeout: Seconds the server waits for the replies of one round.
         output_dir: Results folder; empty means ``runs/<name>``.
         progress: Print a progress line per round.
+        secure_aggregation: Train under secure aggregation (SecAgg/SecAgg+, see
+            ``docs/secagg.md``): the server learns only the sum of the clients' updates.
+            Works with ``fedavg`` and with ``fedlaavg`` in ``client-delta`` mode.
+        secagg_neighbours: SecAgg+ graph degree k; 0 = complete graph (SecAgg).
+        secagg_threshold: Shamir threshold as a fraction of each neighbourhood, in (0, 1).
+        secagg_clip: Each element of a client's (pre-scaled) update is clipped to
+            ``[-secagg_clip, secagg_clip]`` before quantisation.
+        secagg_bits: Ring Z_{2^bits} of the masked vectors: 32 or 64.
+        secagg_max_weight: Upper bound of a client's weight (its example count under
+            ``num-examples`` weighting).
     """
 
     name: str = "demo"
@@ -124,6 +134,12 @@ class RunConfig:
     round_timeout: float = 3600.0
     output_dir: str = ""
     progress: bool = True
+    secure_aggregation: bool = False
+    secagg_neighbours: int = 0
+    secagg_threshold: float = 0.5
+    secagg_clip: float = 1.0
+    secagg_bits: int = 32
+    secagg_max_weight: float = 1_000.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -159,11 +175,35 @@ class RunConfig:
                 f"config key 'clients_per_round' = {self.clients_per_round} exceeds "
                 f"'num_clients' = {self.num_clients}"
             )
+        self._check_secure_aggregation()
         if self.partition == "natural" and self.dataset != "synthetic":
             raise ConfigError(
                 f"config key 'partition' = 'natural' needs dataset 'synthetic', got "
                 f"{self.dataset!r}; use one of 'iid', 'dirichlet', 'shards', 'one-class'"
             )
+
+    def _check_secure_aggregation(self) -> None:
+        self._check_positive("secagg_clip", "secagg_max_weight")
+        self._check_non_negative("secagg_neighbours")
+        if not 0 < self.secagg_threshold < 1:
+            raise ConfigError(f"config key 'secagg_threshold' = {self.secagg_threshold!r}, "
+                              "expected a fraction in (0, 1)")
+        if self.secagg_bits not in (32, 64):
+            raise ConfigError(f"config key 'secagg_bits' = {self.secagg_bits!r}, "
+                              "expected 32 or 64")
+        if not self.secure_aggregation:
+            return
+        if self.algorithm not in ("fedavg", "fedlaavg") or (
+                self.algorithm == "fedlaavg" and self.fedlaavg_mode != "client-delta"):
+            raise ConfigError(
+                f"config key 'secure_aggregation' = true needs algorithm 'fedavg' or 'fedlaavg' "
+                f"with fedlaavg_mode 'client-delta'; got algorithm {self.algorithm!r}"
+                + (f" (mode {self.fedlaavg_mode!r})" if self.algorithm == "fedlaavg" else "")
+                + ": its server needs each client's update, not only their sum"
+            )
+        if self.clients_per_round < 2:
+            raise ConfigError("config key 'secure_aggregation' = true needs "
+                              f"clients_per_round >= 2, got {self.clients_per_round}")
 
     def _check_positive(self, *keys: str) -> None:
         for key in keys:

@@ -11,6 +11,12 @@ A fedkit strategy is one subclass of :class:`FedkitStrategy` that fills in four 
 
 Everything else -- the node-id to client-id directory, message construction, reply validation
 (:mod:`fedkit.algorithms.replies`), metrics -- lives here once (STYLE.md rules 1, 5 and 9).
+
+Strategies that can work from the sum of the clients' updates alone set
+``supports_secure_aggregation`` and fill in :meth:`~FedkitStrategy.secure_vector_spec` and
+:meth:`~FedkitStrategy.fold_secure_sum`; :mod:`fedkit.flower.secure_server` then runs the
+round's training under secure aggregation and hands the unmasked sum to
+:meth:`~FedkitStrategy.aggregate_secure`.
 Replies of kind ``model`` carry the client's local model; ``gradient-delta`` carries FedLaAvg's
 ΔG_i (client-delta mode).
 """
@@ -21,6 +27,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -28,6 +35,7 @@ from flwr.serverapp.strategy import Strategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import ARRAYS_KEY, Rejection, TrainReply, validate_train_replies
 from fedkit.algorithms.sampling import sample_uniform
+from fedkit.algorithms.secure_sum import SecureSum, VectorSpec
 
 __all__ = ["FedkitStrategy", "REPLY_MODEL", "REPLY_GRADIENT_DELTA"]
 
@@ -49,6 +57,7 @@ class FedkitStrategy(Strategy):
 
     name = "base"
     reply_kind = REPLY_MODEL
+    supports_secure_aggregation = False
 
     def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
                  directory: ClientDirectory | None = None) -> None:
@@ -64,6 +73,7 @@ class FedkitStrategy(Strategy):
         self._pending: list[tuple[Message, int]] = []
         self._reference: ArrayRecord | None = None
         self._round_config: dict[str, Any] = {}
+        self.secure_clip: float | None = None
 
     # -- hooks ------------------------------------------------------------------------------
     def select_clients(self, server_round: int, online: Iterable[int]) -> list[int]:
@@ -90,12 +100,66 @@ class FedkitStrategy(Strategy):
         """Fold this round's accepted replies; return the new global arrays (None: keep)."""
         raise NotImplementedError
 
+    def secure_vector_spec(self, server_round: int) -> VectorSpec:
+        """Under secure aggregation: how clients form the vector they mask."""
+        raise NotImplementedError(f"{self.name} does not support secure aggregation")
+
+    def fold_secure_sum(self, server_round: int, outcome: SecureSum) -> ArrayRecord | None:
+        """Under secure aggregation: fold the unmasked sum; return the new global arrays."""
+        raise NotImplementedError(f"{self.name} does not support secure aggregation")
+
     def state_dict(self) -> dict[str, Any]:
         """The strategy's state for a checkpoint (numpy arrays and scalars)."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output."""
+
+    # -- secure aggregation -----------------------------------------------------------------
+    def enable_secure_aggregation(self, clip: float) -> None:
+        """Declare that rounds run under secure aggregation with clipping range ``clip``.
+
+        Raises:
+            ValueError: If this strategy needs individual client updates.
+        """
+        if not self.supports_secure_aggregation:
+            raise ValueError(
+                f"algorithm {self.name!r} cannot run under secure aggregation: its server "
+                "needs each client's update, not only their sum (use fedavg, or fedlaavg "
+                "with fedlaavg_mode = 'client-delta')"
+            )
+        self.secure_clip = float(clip)
+
+    def sent_messages(self) -> list[tuple[Message, int]]:
+        """This round's train messages, each with its client id."""
+        return list(self._pending)
+
+    @property
+    def vector_length(self) -> int:
+        """Number of values in one client's update this round."""
+        if self._reference is None:
+            raise RuntimeError("vector_length read before configure_train")
+        return sum(int(np.prod(a.shape)) for a in self._reference.values())
+
+    def aggregate_secure(self, server_round: int, outcome: SecureSum
+                         ) -> tuple[ArrayRecord | None, MetricRecord]:
+        """Fold a securely aggregated round and report what happened."""
+        metrics = MetricRecord({
+            "num-replies": len(outcome.contributors),
+            "num-rejected": len(outcome.failed),
+            "clients": list(outcome.contributors),
+            "rejected-clients": sorted(outcome.failed),
+            "secagg-aborted": int(outcome.aborted is not None),
+            "secagg-seconds": float(sum(outcome.stage_seconds.values())),
+            "secagg-bytes-up": int(sum(outcome.bytes_up.values())),
+            "secagg-bytes-down": int(sum(outcome.bytes_down.values())),
+        })
+        new_arrays = self.fold_secure_sum(server_round, outcome)
+        if new_arrays is None:
+            level = logging.WARNING if outcome.weighted_sum is None else logging.INFO
+            logger.log(level, "round %s: the global model is unchanged (%s)", server_round,
+                       outcome.aborted or f"{len(outcome.contributors)} inputs summed")
+        return new_arrays, metrics
 
     # -- Flower Strategy ------------------------------------------------------------------
     def configure_train(

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
+from fedkit.algorithms._flat import flatten, unflatten
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import Rejection, TrainReply
+from fedkit.algorithms.secure_sum import SecureSum, VectorSpec
 
 __all__ = ["FedAvg", "weighted_mean"]
 
@@ -73,6 +75,7 @@ class FedAvg(FedkitStrategy):
     """
 
     name = "fedavg"
+    supports_secure_aggregation = True
 
     def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
                  weighting: str = "num-examples",
@@ -94,3 +97,14 @@ class FedAvg(FedkitStrategy):
         return ArrayRecord(
             {name: Array(a) for name, a in zip(self._reference.keys(), new_arrays, strict=True)}
         )
+
+    def secure_vector_spec(self, server_round: int) -> VectorSpec:
+        """Clients mask their update x_i - x, weighted as configured."""
+        return VectorSpec(offset=True, prescale=1.0, weighting=self.weighting)
+
+    def fold_secure_sum(self, server_round: int, outcome: SecureSum) -> ArrayRecord | None:
+        """x + sum_i w_i (x_i - x) / sum_i w_i: the weighted mean of the local models."""
+        if outcome.weighted_sum is None or outcome.total_weight <= 0 or self._reference is None:
+            return None
+        x = flatten(self._reference) + outcome.weighted_sum / outcome.total_weight
+        return unflatten(x, self._reference)

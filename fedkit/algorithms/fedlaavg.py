@@ -38,11 +38,13 @@ from fedkit.algorithms.rules import (
     FedLaAvgState,
     apply_update,
     fedlaavg_init,
+    fold_delta_sum,
     fold_deltas,
     fold_latest,
     gradient_sum,
     longest_waiting,
 )
+from fedkit.algorithms.secure_sum import SecureSum, VectorSpec
 
 __all__ = ["FedLaAvg", "MODES"]
 
@@ -96,11 +98,19 @@ class FedLaAvg(FedkitStrategy):
         return longest_waiting(self.state.last_round, online, self.clients_per_round,
                                seed=self.seed, server_round=server_round)
 
+    @property
+    def supports_secure_aggregation(self) -> bool:
+        """Client-delta mode: the server needs only the sum of the clients' ΔG_i."""
+        return self.mode == "client-delta"
+
     def client_instructions(self, server_round: int, client_id: int
                             ) -> tuple[dict[str, Any], dict[str, ArrayRecord]]:
         if self.mode != "client-delta":
             return {}, {}
         config: dict[str, Any] = {"expected-version": int(self.state.versions[client_id])}
+        if self.secure_clip is not None:
+            # The client stores exactly the (clipped) ΔG_i the server folds.
+            config["delta-bound"] = self.secure_clip / float(self._round_config["lr"])
         records: dict[str, ArrayRecord] = {}
         last = int(self.state.last_round[client_id])
         if client_id in self.needs_recovery and last in self.history:
@@ -127,6 +137,30 @@ class FedLaAvg(FedkitStrategy):
             rows = stack_rows([gradient_sum(self.model.sent_vector, flatten(r.arrays), lr)
                                for r in accepted], self.model.x.size)
             self.state = fold_latest(self.state, ids, rows, server_round)
+        if server_round <= self.warmup_rounds:
+            return None
+        return self.model.set(apply_update(self.model.x, self.state, lr))
+
+    def secure_vector_spec(self, server_round: int) -> VectorSpec:
+        """Clients mask lr_r * ΔG_i (model-update scale); the server divides by lr_r."""
+        return VectorSpec(offset=False, prescale=float(self._round_config["lr"]),
+                          weighting="uniform")
+
+    def fold_secure_sum(self, server_round: int, outcome: SecureSum) -> ArrayRecord | None:
+        """Fold sum_i ΔG_i of the contributors; clients that may have trained without
+        their ΔG_i arriving recompute their G_i at their next selection."""
+        lr = float(self._round_config["lr"])
+        contributors = set(outcome.contributors)
+        self.needs_recovery.update(set(outcome.trained) - contributors)
+        self.needs_recovery.update(outcome.state_lost)
+        if outcome.weighted_sum is None:
+            return None
+        self.state = fold_delta_sum(self.state, sorted(contributors), outcome.weighted_sum,
+                                    server_round)
+        if contributors:
+            self.history[server_round] = (self.model.sent, lr)
+        self.needs_recovery.difference_update(contributors)
+        self._prune_history()
         if server_round <= self.warmup_rounds:
             return None
         return self.model.set(apply_update(self.model.x, self.state, lr))

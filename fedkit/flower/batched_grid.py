@@ -8,6 +8,11 @@ K clients' parameters and minibatches), and each reply is built by the ClientApp
 :func:`~fedkit.flower.client_app.finish_train`. What is computed does not change -- same
 minibatch streams, same replies up to float32 tolerance (tested) -- only how.
 
+Under secure aggregation the masked-input stage messages (which carry the round's train
+content) are trained together the same way and each reply is then masked by
+:func:`~fedkit.flower.secure_client.masked_input_content`, as the ClientApp's mod would;
+the other stages go through the ClientApp one message at a time.
+
 Falls back to one message at a time, with a log line saying why, when the ClientApp is not
 fedkit's, the model cannot be batched, or the batched call fails.
 """
@@ -23,7 +28,9 @@ from flwr.common.constant import ErrorCode
 
 from fedkit.flower import client_app as fedkit_client
 from fedkit.flower.inprocess import InProcessGrid, _message_id
+from fedkit.flower.secure_client import is_secure_stage, masked_input_content
 from fedkit.flower.task import model_template
+from fedkit.privacy.secagg import Stage
 from fedkit.seeding import torch_generator
 from fedkit.training import ClientJob, can_batch, train_local_batched
 
@@ -67,7 +74,9 @@ class BatchedInProcessGrid(InProcessGrid):
             msg_id = _message_id(msg)
             ids.append(msg_id)
             context = self.contexts.get(msg.metadata.dst_node_id)
-            if not batchable or msg.metadata.message_type != "train" or context is None:
+            trains = msg.metadata.message_type == "train" and (
+                not is_secure_stage(msg) or is_secure_stage(msg, Stage.MASKED_INPUT))
+            if not batchable or not trains or context is None:
                 self._replies[msg_id] = self._deliver(msg)
                 continue
             # prepare_train and finish_train only read the message, so the batched path skips
@@ -79,12 +88,19 @@ class BatchedInProcessGrid(InProcessGrid):
                     msg, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
                 continue
             if isinstance(task, RecordDict):
-                self._replies[msg_id] = self._reply(msg, task)
+                self._replies[msg_id] = self._reply(msg, self._secured(msg, context, task))
                 continue
             tasks.append((msg_id, msg, context, task))
         if tasks:
             self._train_together(tasks)
         return ids
+
+    @staticmethod
+    def _secured(msg: Message, context: Context, content: RecordDict) -> RecordDict:
+        """The reply content as the ClientApp's secure-aggregation mod would make it."""
+        if is_secure_stage(msg):
+            return masked_input_content(msg, context, content)
+        return content
 
     def _reply(self, msg: Message, content: RecordDict) -> Message:
         reply = Message(content, reply_to=msg)
@@ -125,6 +141,7 @@ class BatchedInProcessGrid(InProcessGrid):
                 else:
                     local, result = fedkit_client.train_task(task)
                 content = fedkit_client.finish_train(task, context, local, result)
+                content = self._secured(msg, context, content)
             except Exception as exc:  # noqa: BLE001 - a client failure is a reply
                 self._replies[msg_id] = self._error(
                     msg, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")

@@ -9,6 +9,9 @@ Handlers:
   ``num-steps``. The minibatch order comes
   from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply depends only
   on the seed, the round, its id and the model it received -- not on the runtime.
+  Under secure aggregation the handler runs inside :func:`~fedkit.flower.secure_client.secagg_mod`,
+  which masks the reply; with ``delta-bound`` in the config, ΔG_i is clipped to that bound
+  and the client stores G_i^old + the clipped ΔG_i -- exactly what the server folds.
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
 """
 
@@ -28,6 +31,7 @@ from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.config import RunConfig
 from fedkit.data import FederatedData
 from fedkit.flower.client_delta import STATE_LOST, GradientStore, gradient_sum
+from fedkit.flower.secure_client import secagg_mod
 from fedkit.flower.task import (
     arrays_of,
     availability_model,
@@ -116,6 +120,7 @@ class TrainTask:
     sent: ArrayRecord
     base: np.ndarray | None  # G_i^old in client-delta mode, else None
     expected_version: int
+    delta_bound: float | None = None  # |ΔG_i| bound under secure aggregation
 
     @property
     def generator_keys(self) -> tuple[int, str, int, int]:
@@ -151,6 +156,7 @@ def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
     kind = config.get("reply", REPLY_MODEL)
     base = None
     expected = 0
+    delta_bound = config.get("delta-bound")
     if kind == REPLY_GRADIENT_DELTA:
         expected = int(config["expected-version"])
         recompute = None
@@ -173,7 +179,8 @@ def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
         raise ValueError(f"config 'reply' = {kind!r}, expected {REPLY_MODEL!r} or "
                          f"{REPLY_GRADIENT_DELTA!r}")
     return TrainTask(cfg=cfg, data=data, client_id=client_id, server_round=server_round,
-                     lr=lr, sent=sent, base=base, expected_version=expected)
+                     lr=lr, sent=sent, base=base, expected_version=expected,
+                     delta_bound=None if delta_bound is None else float(delta_bound))
 
 
 def train_task(task: TrainTask) -> tuple[ArrayRecord, TrainResult]:
@@ -192,13 +199,16 @@ def finish_train(task: TrainTask, context: Context, local: ArrayRecord,
         "num-steps": result.num_steps,
     })
     if task.base is not None:
-        g_new = gradient_sum(task.sent, local, task.lr)
-        GradientStore(context).save(g_new, task.expected_version + 1)
-        local = unflatten(g_new - task.base, float64_like(task.sent))
+        delta = gradient_sum(task.sent, local, task.lr) - task.base
+        if task.delta_bound is not None:
+            # Secure aggregation clips lr * ΔG_i to its range; store what the server folds.
+            np.clip(delta, -task.delta_bound, task.delta_bound, out=delta)
+        GradientStore(context).save(task.base + delta, task.expected_version + 1)
+        local = unflatten(delta, float64_like(task.sent))
     return RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics})
 
 
-@app.train()
+@app.train(mods=[secagg_mod])
 def train(msg: Message, context: Context) -> Message:
     """Run local SGD from the received model; reply with the local model or ΔG_i."""
     task = prepare_train(msg, context)

@@ -4,21 +4,24 @@ It calls a Flower strategy's hooks in the order of ``flwr.serverapp.strategy.Str
 (configure_train -> send_and_receive -> aggregate_train -> configure_evaluate -> ... ->
 central evaluation), so any Flower Message-API strategy runs in it, and adds what fedkit's
 runs need on top: the round's training config from a function of the round (learning-rate
-decay), central evaluation only every ``eval_every`` rounds, and a per-round callback for
-results logging and progress.
+decay), central evaluation only every ``eval_every`` rounds, a per-round callback for
+results logging and progress, and a replaceable training step (``train_fn``: secure
+aggregation runs its four stages there instead of one ``send_and_receive``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-__all__ = ["RoundOutcome", "run_rounds"]
+__all__ = ["RoundOutcome", "TrainFn", "run_rounds"]
+
+TrainFn = Callable[[int, list[Message]], tuple[ArrayRecord | None, MetricRecord | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +58,15 @@ def run_rounds(
     on_round: Callable[[RoundOutcome, ArrayRecord], None] | None = None,
     before_round: Callable[[int], None] | None = None,
     first_round: int = 1,
+    train_fn: TrainFn | None = None,
 ) -> ArrayRecord:
     """Run rounds ``first_round .. num_rounds`` and return the final global arrays.
 
     Central evaluation runs after round r when ``eval_every > 0 and r % eval_every == 0`` and
     always after the last round. ``before_round(r)`` runs first in round r (an availability
     grid sets its round there); ``on_round(outcome, arrays)`` runs last, with the new arrays.
+    ``train_fn(round, messages)`` replaces sending the train messages and
+    ``strategy.aggregate_train``; it returns the new arrays (None: keep) and train metrics.
     """
     for server_round in range(first_round, num_rounds + 1):
         start = time.perf_counter()
@@ -68,8 +74,11 @@ def run_rounds(
             before_round(server_round)
         messages = strategy.configure_train(server_round, arrays, train_config_fn(server_round),
                                             grid)
-        replies = grid.send_and_receive(messages, timeout=timeout)
-        new_arrays, train_metrics = strategy.aggregate_train(server_round, replies)
+        if train_fn is not None:
+            new_arrays, train_metrics = train_fn(server_round, list(messages))
+        else:
+            new_arrays, train_metrics = _plain_train(strategy, grid, server_round, messages,
+                                                     timeout)
         if new_arrays is not None:
             arrays = new_arrays
         evaluate_metrics: MetricRecord | None = None
@@ -90,3 +99,9 @@ def run_rounds(
                 model_updated=new_arrays is not None,
             ), arrays)
     return arrays
+
+
+def _plain_train(strategy: Strategy, grid: Grid, server_round: int,
+                 messages: Iterable[Message], timeout: float | None):
+    replies = grid.send_and_receive(messages, timeout=timeout)
+    return strategy.aggregate_train(server_round, replies)

@@ -26,6 +26,7 @@ from fedkit.flower.availability_grid import AvailabilityGrid
 from fedkit.flower.checkpoint import load_checkpoint, save_checkpoint
 from fedkit.flower.loop import RoundOutcome, run_rounds
 from fedkit.flower.progress import ProgressLine
+from fedkit.flower.secure_server import SecureAggregationSettings, secure_train_fn
 from fedkit.flower.task import (
     arrays_of,
     availability_model,
@@ -73,6 +74,10 @@ def _round_record(cfg: RunConfig, outcome: RoundOutcome) -> dict:
         "train_loss": train.get("train-loss"),
         "model_updated": outcome.model_updated,
     }
+    if "secagg-aborted" in train:
+        record["secagg_aborted"] = bool(train["secagg-aborted"])
+        record["secagg_seconds"] = float(train["secagg-seconds"])
+        record["secagg_bytes_up"] = int(train["secagg-bytes-up"])
     if outcome.central_metrics is not None:
         record["test_loss"] = outcome.central_metrics["test-loss"]
         record["test_accuracy"] = outcome.central_metrics["test-accuracy"]
@@ -140,6 +145,10 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
             save_checkpoint(cfg.results_dir, server_round=r, arrays=arrays,
                             strategy_state=strategy.state_dict(), rounds=log.rounds)
 
+    train_fn = None
+    if cfg.secure_aggregation:
+        train_fn = secure_train_fn(strategy, grid, SecureAggregationSettings.from_run_config(cfg),
+                                   timeout=cfg.round_timeout)
     run_rounds(
         strategy,
         grid,
@@ -152,6 +161,7 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
         on_round=on_round,
         before_round=before_round,
         first_round=first_round,
+        train_fn=train_fn,
     )
     card, available, participated = _scenario_card(cfg, data, info, log)
     log.scenario_card = card

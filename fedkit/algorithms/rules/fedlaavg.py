@@ -55,6 +55,7 @@ __all__ = [
     "FedLaAvgState",
     "apply_update",
     "fedlaavg_init",
+    "fold_delta_sum",
     "fold_deltas",
     "fold_latest",
     "gradient_sum",
@@ -195,6 +196,27 @@ def fold_deltas(
         raise ValueError("fold_deltas got a server-table state, expected fold_latest for it")
     ids, deltas, server_round = _checked(state, client_ids, deltas, "deltas", server_round)
     return _advance(state, ids, deltas.sum(axis=0), server_round, None)
+
+
+def fold_delta_sum(
+    state: FedLaAvgState, client_ids: Iterable[int], delta_sum: Any, server_round: int
+) -> FedLaAvgState:
+    """Client-delta mode from the sum alone: g_bar <- g_bar + (1/N) sum_i dG_i.
+
+    What secure aggregation gives the server: ``delta_sum = sum_i dG_i`` over ``client_ids``
+    without the individual rows. Equals :func:`fold_deltas` on rows with that sum.
+
+    Raises:
+        ValueError: As :func:`fold_deltas`; also a ``delta_sum`` of the wrong shape.
+    """
+    if state.table is not None:
+        raise ValueError("fold_delta_sum got a server-table state, which needs each G_i")
+    ids = check_client_ids(client_ids, state.num_clients)
+    total = check_matrix(np.asarray(delta_sum, dtype=np.float64).reshape(1, -1), 1,
+                         state.g_bar.size, "delta_sum")[0]
+    server_round = check_round(server_round)
+    check_fresh(state.last_round, ids, server_round)
+    return _advance(state, ids, total, server_round, None)
 
 
 def fold_latest(

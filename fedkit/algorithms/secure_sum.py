@@ -1,0 +1,72 @@
+"""What a strategy exchanges with secure aggregation: the vector spec and the unmasked sum.
+
+Under secure aggregation (:mod:`fedkit.flower.secure_server`) the server never sees a
+client's update, only ``sum_u w_u v_u`` and ``sum_u w_u`` over the clients whose masked input
+arrived. A strategy that can work from that (FedAvg; FedLaAvg in client-delta mode, whose
+server needs only the sum of the selected clients' ΔG_i) says how clients form ``v_u``
+(:class:`VectorSpec`) and folds the :class:`SecureSum`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["SecureSum", "VectorSpec"]
+
+_WEIGHTINGS = ("num-examples", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorSpec:
+    """How a client turns its train reply into the vector it masks.
+
+    ``v = (flatten(reply arrays) - (flatten(received arrays) if offset else 0)) * prescale``;
+    its weight is the reply's ``num-examples`` metric, or 1 for ``weighting="uniform"``. The
+    server divides the unmasked sum by ``prescale`` again. ``offset`` turns a local model
+    into an update (small values, so the clipping range can be tight); ``prescale`` brings
+    FedLaAvg's ΔG_i to the scale of a model update (prescale = the round's learning rate).
+    """
+
+    offset: bool = True
+    prescale: float = 1.0
+    weighting: str = "num-examples"
+
+    def __post_init__(self) -> None:
+        if not self.prescale > 0:
+            raise ValueError(f"VectorSpec.prescale = {self.prescale!r}, expected > 0")
+        if self.weighting not in _WEIGHTINGS:
+            raise ValueError(
+                f"VectorSpec.weighting = {self.weighting!r}, expected one of {list(_WEIGHTINGS)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SecureSum:
+    """The outcome of one securely aggregated round.
+
+    Attributes:
+        weighted_sum: ``sum_u w_u v_u / prescale`` (float64), None when the round aborted.
+        total_weight: ``sum_u w_u``.
+        contributors: Client ids whose input is in the sum, sorted.
+        trained: Client ids that received the round's model (they may have trained and
+            updated local state even if their input never arrived), sorted.
+        failed: Client id -> why it is not in the sum (stage and reason).
+        state_lost: Client ids that replied FedLaAvg's ``state-lost`` instead of an input.
+        aborted: The reason the round aborted (too few clients at some stage), else None.
+        stage_seconds: Server wall time per stage (messages included).
+        bytes_up: Per stage, protocol bytes received from all clients.
+        bytes_down: Per stage, protocol bytes sent to all clients (model excluded).
+    """
+
+    weighted_sum: np.ndarray | None
+    total_weight: float
+    contributors: tuple[int, ...]
+    trained: tuple[int, ...]
+    failed: dict[int, str]
+    state_lost: tuple[int, ...]
+    aborted: str | None
+    stage_seconds: dict[str, float]
+    bytes_up: dict[str, int]
+    bytes_down: dict[str, int]
