@@ -70,6 +70,11 @@ class InProcessGrid(Grid):
         if num_nodes < 1:
             raise ValueError(f"num_nodes = {num_nodes}, expected >= 1")
         self.client_app = client_app
+        # This process is the server: Flower stamps run and node ids from TaskIdentity on
+        # every Message it builds.
+        TaskIdentity.task_id = 1
+        TaskIdentity.run_id = _RUN_ID
+        TaskIdentity.node_id = SERVER_NODE_ID
         rng = numpy_rng(seed, "inprocess-node-ids")
         ids: list[int] = []
         while len(ids) < num_nodes:
@@ -166,9 +171,6 @@ def run_inprocess(
         from fedkit.flower.server_app import app as server_app
     if client_app is None:
         from fedkit.flower.client_app import app as client_app
-    TaskIdentity.task_id = 1
-    TaskIdentity.run_id = _RUN_ID
-    TaskIdentity.node_id = SERVER_NODE_ID
     if engine == "batched":
         from fedkit.flower.batched_grid import BatchedInProcessGrid
 

@@ -1,0 +1,105 @@
+"""Test helpers for secure aggregation on Flower: a toy vector ClientApp and fault injectors."""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedkit.flower.secure_client import is_secure_stage, secagg_mod
+from fedkit.flower.secure_records import SECAGG_RECORD
+from fedkit.privacy.secagg import Stage
+
+DIM = 6
+RNG = np.random.default_rng(7)
+VECTORS = {pid: RNG.uniform(-0.5, 0.5, DIM) for pid in range(16)}
+WEIGHTS = {pid: float(10 + 3 * pid) for pid in range(16)}
+
+toy_app = ClientApp()
+
+
+@toy_app.train(mods=[secagg_mod])
+def _toy_train(msg: Message, context) -> Message:
+    """Return the received vector plus this node's fixed update, weighted by its examples."""
+    pid = context.node_config["partition-id"]
+    sent = msg.content["arrays"]["w"].numpy()
+    local = (sent + VECTORS[pid]).astype(np.float64)
+    return Message(RecordDict({
+        "arrays": ArrayRecord({"w": Array(local)}),
+        "metrics": MetricRecord({"num-examples": WEIGHTS[pid]}),
+    }), reply_to=msg)
+
+
+def toy_messages(grid, client_ids) -> list[tuple[Message, int]]:
+    """A strategy's train messages to the nodes with these partition ids (client id = pid)."""
+    node_of = {ctx.node_config["partition-id"]: node for node, ctx in grid.contexts.items()}
+    out = []
+    for cid in client_ids:
+        content = RecordDict({"arrays": ArrayRecord({"w": Array(np.zeros(DIM))}),
+                              "config": ConfigRecord({"server-round": 1})})
+        out.append((Message(content, node_of[cid], "train", group_id="1"), cid))
+    return out
+
+
+def dropping(app, plan: dict[Stage, set[int]], *, after_training: bool = False):
+    """``app``, but node ``pid`` raises at every stage ``s`` with ``pid in plan[s]``.
+
+    With ``after_training`` a masked-input drop happens after the ClientApp ran (the client
+    trained and updated its state; its reply is lost).
+    """
+
+    def client(msg: Message, context) -> Message:
+        pid = context.node_config["partition-id"]
+        for stage, ids in plan.items():
+            if pid in ids and is_secure_stage(msg, stage):
+                if after_training and stage is Stage.MASKED_INPUT:
+                    app(msg, context)
+                raise ConnectionError(f"node {pid} went offline at {stage.value}")
+        return app(msg, context)
+
+    return client
+
+
+def rewrite_request(app, pid: int, stage: Stage, **fields):
+    """``app``, but node ``pid`` sees ``fields`` changed in its ``stage`` request record."""
+
+    def client(msg: Message, context) -> Message:
+        if context.node_config["partition-id"] == pid and is_secure_stage(msg, stage):
+            record = dict(msg.content.config_records[SECAGG_RECORD])
+            record.update(fields)
+            msg.content[SECAGG_RECORD] = ConfigRecord(record)
+        return app(msg, context)
+
+    return client
+
+
+def replay_previous_reply(app, pid: int):
+    """``app``, but node ``pid`` answers the share-keys stage with its advertise-keys reply."""
+    saved: dict[str, RecordDict] = {}
+
+    def client(msg: Message, context) -> Message:
+        if context.node_config["partition-id"] != pid:
+            return app(msg, context)
+        if is_secure_stage(msg, Stage.SHARE_KEYS):
+            return Message(saved["advertise"], reply_to=msg)
+        reply = app(msg, context)
+        if is_secure_stage(msg, Stage.ADVERTISE_KEYS):
+            saved["advertise"] = reply.content
+        return reply
+
+    return client
+
+
+def corrupt_payload(app, pid: int, stage: Stage):
+    """``app``, but node ``pid`` flips a byte in the middle of its ``stage`` reply payload."""
+
+    def client(msg: Message, context) -> Message:
+        reply = app(msg, context)
+        if context.node_config["partition-id"] == pid and is_secure_stage(msg, stage):
+            payload = bytearray(reply.content.config_records[SECAGG_RECORD]["payload"])
+            payload[len(payload) // 2] ^= 0xFF
+            reply.content[SECAGG_RECORD] = ConfigRecord({"stage": stage.value,
+                                                         "payload": bytes(payload)})
+        return reply
+
+    return client
