@@ -45,3 +45,23 @@ def test_failed_server_app_is_reported_not_swallowed(tmp_path):
     with pytest.raises(FlowerRunError, match=r"status 'finished:failed'"):
         run_flower_simulation(cfg)
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_secure_aggregation_under_flower_simulation_engine(tmp_path):
+    # The four stages run over Flower's grid; each node keeps its protocol state in its
+    # context between ClientApp calls (Ray actors share nothing else).
+    cfg = RunConfig(name="flower-secure", algorithm="fedlaavg", secure_aggregation=True,
+                    secagg_neighbours=2, rounds=2, num_clients=5, clients_per_round=4,
+                    progress=False, output_dir=str(tmp_path / "out"))
+    status = run_flower_simulation(cfg)
+    assert status["status"] == "finished:completed"
+    results = read_results(tmp_path / "out")
+    assert all(r["num_replies"] == 4 and r["secagg_aborted"] is False
+               for r in results["rounds"])
+
+    local = cfg.replace(output_dir=str(tmp_path / "local"))
+    run_inprocess(local.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed)
+    expected = read_results(tmp_path / "local")
+    for got, want in zip(results["rounds"], expected["rounds"], strict=True):
+        assert got["clients"] == want["clients"]
+        assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
