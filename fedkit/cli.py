@@ -3,6 +3,8 @@
 ``fedkit simulate`` runs one experiment from a ``simulations/*.toml`` file (plus ``--set``
 overrides) on fedkit's in-process grid or under Flower's Simulation Engine, shows a progress
 line, writes ``runs/<name>/results.json`` and ``accuracy.png``, and prints a summary table.
+``fedkit bench`` runs a benchmark suite (a grid of runs, resumable) and ``fedkit report``
+rebuilds a suite's summary and plots from its files (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ _EPILOG = """examples:
   fedkit simulate                                    # the embedded demo (Synthetic(1,1), logreg)
   fedkit simulate --config simulations/cifar10_fedavg.toml --set rounds=3
   fedkit simulate --config simulations/demo.toml --runtime flower --set rounds=2
+  fedkit bench simulations/availability_zoo.toml --jobs 2
+  fedkit report runs/availability_zoo
 """
 
 
@@ -75,7 +79,42 @@ def build_parser() -> argparse.ArgumentParser:
                           "--compare algorithm=fedavg,fedlaavg")
     sim.add_argument("--list-keys", action="store_true",
                      help="print every config key with its default and exit")
+    _add_bench_parsers(sub)
     return parser
+
+
+def _add_bench_parsers(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "bench", help="run a benchmark suite (a grid of runs), resumable, and summarise it",
+        description=(
+            "Run every run of a suite file (a base config and a grid of swept keys; see "
+            "docs/benchmarks.md) into <output-dir>/runs/<run>/, skipping finished runs and "
+            "resuming interrupted ones from their checkpoints, then write summary.csv, "
+            "summary.md and plots into <output-dir>."
+        ),
+    )
+    bench.add_argument("suite", type=Path, help="suite file (TOML)")
+    bench.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="override one run-config key in every run (repeatable), e.g. "
+                            "--set rounds=3000")
+    bench.add_argument("--jobs", "-j", type=int, default=None,
+                       help="runs at once, each in its own process with its share of the "
+                            "CPU threads (default: the suite's jobs, else 1)")
+    bench.add_argument("--output-dir", type=Path, default=None,
+                       help="suite folder (default: the suite's output_dir, else "
+                            "runs/<suite name>)")
+    bench.add_argument("--engine", choices=("batched", "sequential"), default=DEFAULT_ENGINE,
+                       help=f"in-process engine (default {DEFAULT_ENGINE})")
+    bench.add_argument("--device", default="cpu",
+                       help="--engine batched: torch device (cpu, cuda, ...); default cpu")
+    bench.add_argument("--quiet", "-q", action="store_true", help="no per-round progress line")
+    report = sub.add_parser(
+        "report", help="rebuild a suite folder's summary and plots from its results files",
+        description="Write summary.csv, summary.md and the plots of a suite folder from its "
+                    "suite.json and runs/*/results.json, without running anything.",
+    )
+    report.add_argument("folder", type=Path, help="suite folder (the bench --output-dir)")
 
 
 def _version() -> str:
@@ -190,6 +229,28 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from fedkit.bench.runner import run_suite
+    from fedkit.bench.suite import load_suite
+
+    suite = load_suite(args.suite, args.overrides, output_dir=args.output_dir)
+    outcomes = run_suite(suite, jobs=args.jobs, engine=args.engine, device=args.device,
+                         quiet=args.quiet)
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    print(f"summary: {suite.output_dir / 'summary.md'}; "
+          f"{len(outcomes) - len(failed)} of {len(outcomes)} runs have results"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from fedkit.bench.report import write_report
+
+    for path in write_report(args.folder):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fedkit`` command; returns the exit status."""
     parser = build_parser()
@@ -199,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    handlers = {"simulate": _simulate, "bench": _bench, "report": _report}
     try:
-        return _simulate(args)
+        return handlers[args.command](args)
     except ConfigError as exc:
         print(f"fedkit: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,201 @@
+"""Running a suite: every run once, resumable, several at once when cores allow.
+
+For each run of a :class:`~fedkit.bench.suite.Suite` the runner decides from the files in its
+folder what is left to do:
+
+- ``finished``: its ``results.json`` holds at least the configured rounds -- skipped, never
+  redone (its files are not touched);
+- ``resume``: a checkpoint is there (an interrupted run, or a finished shorter run that
+  ``--set rounds=N`` now extends) -- the run continues from it (``resume = true``);
+- ``new``: nothing yet -- the run starts from round 1.
+
+A run folder that was started with a different config (any key but the run length, the
+checkpoint period, paths and display keys) is an error, never silently mixed. Runs execute on
+fedkit's in-process grid, in this process (``jobs = 1``) or in ``jobs`` spawned worker
+processes, with torch's threads split evenly between them. The summary and plots are
+written at the end by :func:`fedkit.bench.report.write_report`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from fedkit.bench.results import RESULTS_FILE, read_results
+from fedkit.bench.suite import MANIFEST_FILE, Suite, SuiteRun
+from fedkit.config import ConfigError, RunConfig
+
+__all__ = ["RunOutcome", "run_state", "run_suite"]
+
+# Keys that may change between invocations of the same suite without making it another run.
+_FREE_KEYS = frozenset({"rounds", "checkpoint_every", "resume", "progress", "output_dir",
+                        "data_dir", "name", "round_timeout"})
+_CHECKPOINT_STATE = Path("checkpoint") / "state.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one run: ``state`` before, ``status`` after, seconds spent."""
+
+    name: str
+    state: str
+    status: str
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _check_same_run(run: SuiteRun, recorded: dict[str, Any], source: str) -> None:
+    current = run.config.to_dict()
+    # A key added to RunConfig after the run was recorded had its default then.
+    recorded = {**RunConfig().to_dict(), **recorded}
+    changed = sorted(k for k in current
+                     if k not in _FREE_KEYS and recorded.get(k) != current.get(k))
+    if changed:
+        key = changed[0]
+        raise ConfigError(
+            f"run {run.name!r}: {source} records {key} = {recorded.get(key)!r}, the suite now "
+            f"says {current.get(key)!r} ({len(changed)} key(s) differ: {changed}); use another "
+            f"--output-dir or delete {str(run.config.results_dir)!r} to start it again"
+        )
+
+
+def run_state(run: SuiteRun) -> str:
+    """``finished``, ``resume`` or ``new`` (see the module docstring).
+
+    Raises:
+        ConfigError: If the run's ``results.json`` was written with a different config.
+    """
+    folder = run.config.results_dir
+    if (folder / RESULTS_FILE).is_file():
+        results = read_results(folder)
+        _check_same_run(run, results["config"], str(folder / RESULTS_FILE))
+        if len(results["rounds"]) >= run.config.rounds:
+            return "finished"
+    return "resume" if (folder / _CHECKPOINT_STATE).is_file() else "new"
+
+
+def _check_manifest(suite: Suite) -> None:
+    path = suite.output_dir / MANIFEST_FILE
+    if not path.is_file():
+        return
+    recorded = {r["name"]: r["config"] for r in json.loads(path.read_text())["runs"]}
+    for run in suite.runs:
+        if run.name in recorded and (run.config.results_dir / _CHECKPOINT_STATE).is_file():
+            _check_same_run(run, recorded[run.name], str(path))
+
+
+def _execute(config: dict[str, Any], engine: str, device: str, threads: int | None) -> float:
+    """Run one config on the in-process grid; return its wall seconds (worker entry point)."""
+    import torch
+
+    from fedkit.flower import run_inprocess
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    run_inprocess(config, num_nodes=config["num_clients"], seed=config["seed"], engine=engine,
+                  device=device)
+    return time.perf_counter() - started
+
+
+def _report_line(index: int, total: int, outcome: RunOutcome, run: SuiteRun) -> str:
+    head = f"[{index}/{total}] {outcome.name}"
+    if outcome.status == "failed":
+        return f"{head}: FAILED after {outcome.seconds:.1f} s: {outcome.error}"
+    summary = read_results(run.config.results_dir)["summary"]
+    acc = summary["final_accuracy"]
+    acc_text = f"final acc {100 * acc:.2f}%" if acc is not None else "not evaluated"
+    if outcome.status == "skipped":
+        return f"{head}: finished earlier ({summary['rounds']} rounds, {acc_text}), skipped"
+    verb = "resumed and finished" if outcome.state == "resume" else "finished"
+    return f"{head}: {verb} in {outcome.seconds:.1f} s ({summary['rounds']} rounds, {acc_text})"
+
+
+def run_suite(suite: Suite, *, jobs: int | None = None, engine: str = "batched",
+              device: str = "cpu", quiet: bool = False,
+              stream: TextIO | None = None) -> list[RunOutcome]:
+    """Run every unfinished run of ``suite``, then write the summary and plots.
+
+    Args:
+        suite: The expanded suite (:func:`~fedkit.bench.suite.load_suite`).
+        jobs: Runs at once (default ``suite.jobs``); above 1 each runs in a spawned process
+            with ``os.cpu_count() // jobs`` torch threads.
+        engine: In-process engine, ``batched`` or ``sequential``.
+        device: Torch device of the batched engine.
+        quiet: No per-round progress line (it is always off when ``jobs > 1``).
+        stream: Where the one-line-per-run report goes (stderr by default).
+
+    Returns:
+        One outcome per run, in suite order. A failed run does not stop the others.
+
+    Raises:
+        ConfigError: If a run folder holds a run started with another config.
+    """
+    from fedkit.bench.report import write_report
+
+    stream = stream if stream is not None else sys.stderr
+    jobs = jobs if jobs is not None else suite.jobs
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}, expected an integer >= 1")
+    states = {run.name: run_state(run) for run in suite.runs}
+    _check_manifest(suite)
+    suite.output_dir.mkdir(parents=True, exist_ok=True)
+    (suite.output_dir / MANIFEST_FILE).write_text(json.dumps(suite.manifest(), indent=1) + "\n")
+    todo = [run for run in suite.runs if states[run.name] != "finished"]
+    outcomes = {run.name: RunOutcome(run.name, "finished", "skipped")
+                for run in suite.runs if states[run.name] == "finished"}
+    print(f"suite {suite.name!r}: {len(suite.runs)} runs, {len(outcomes)} finished earlier, "
+          f"{sum(states[r.name] == 'resume' for r in todo)} to resume, "
+          f"{sum(states[r.name] == 'new' for r in todo)} to start; {jobs} at a time; "
+          f"folder {suite.output_dir}", file=stream, flush=True)
+    by_name = {run.name: run for run in suite.runs}
+    done = 0
+    for outcome in outcomes.values():
+        done += 1
+        print(_report_line(done, len(suite.runs), outcome, by_name[outcome.name]), file=stream)
+    show_progress = not quiet and jobs == 1
+    configs = {run.name: run.config.replace(progress=show_progress).to_dict() for run in todo}
+    for outcome in _execute_all(todo, configs, states, jobs, engine, device):
+        outcomes[outcome.name] = outcome
+        done += 1
+        print(_report_line(done, len(suite.runs), outcome, by_name[outcome.name]),
+              file=stream, flush=True)
+    write_report(suite.output_dir)
+    return [outcomes[run.name] for run in suite.runs]
+
+
+def _execute_all(todo: list[SuiteRun], configs: dict[str, dict[str, Any]],
+                 states: dict[str, str], jobs: int, engine: str, device: str):
+    """Yield one :class:`RunOutcome` per run of ``todo`` as each ends."""
+    if jobs == 1:
+        for run in todo:
+            started = time.perf_counter()
+            try:
+                seconds = _execute(configs[run.name], engine, device, None)
+            except Exception as exc:  # one failed run must not stop the suite
+                yield RunOutcome(run.name, states[run.name], "failed",
+                                 time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+            else:
+                yield RunOutcome(run.name, states[run.name], "ran", seconds)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_execute, configs[run.name], engine, device, threads): run
+                   for run in todo}
+        for future in concurrent.futures.as_completed(futures):
+            run = futures[future]
+            try:
+                seconds = future.result()
+            except Exception as exc:  # a worker's exception, re-raised here
+                yield RunOutcome(run.name, states[run.name], "failed", 0.0,
+                                 f"{type(exc).__name__}: {exc}")
+            else:
+                yield RunOutcome(run.name, states[run.name], "ran", seconds)
