@@ -7,13 +7,15 @@ from collections.abc import Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
+from fedkit.algorithms._npy import from_flower_array, to_flower_array
+
 __all__ = ["flatten", "unflatten", "float64_like", "stack_rows"]
 
 
 def flatten(arrays: Sequence[np.ndarray] | ArrayRecord) -> np.ndarray:
     """Concatenate the arrays (in order) into one float64 vector."""
     if isinstance(arrays, ArrayRecord):
-        arrays = [a.numpy() for a in arrays.values()]
+        arrays = [from_flower_array(a) for a in arrays.values()]
     if not arrays:
         return np.zeros(0, dtype=np.float64)
     return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
@@ -33,7 +35,7 @@ def unflatten(vector: np.ndarray, reference: ArrayRecord) -> ArrayRecord:
     for name, ref in reference.items():
         size = int(np.prod(ref.shape))
         dtype = np.dtype(ref.dtype)
-        out[name] = Array(vector[offset:offset + size].reshape(ref.shape).astype(dtype))
+        out[name] = to_flower_array(vector[offset:offset + size].reshape(ref.shape).astype(dtype))
         offset += size
     return ArrayRecord(out)
 

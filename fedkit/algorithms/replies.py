@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
+from fedkit.algorithms._npy import from_flower_array
+
 __all__ = [
     "ARRAYS_KEY",
     "METRICS_KEY",
@@ -80,7 +82,7 @@ def _check_arrays(record: ArrayRecord, reference: ArrayRecord) -> tuple[np.ndarr
                 f"array {name!r} has shape {tuple(got.shape)} and dtype {got.dtype}, "
                 f"expected shape {tuple(ref.shape)} and dtype {ref.dtype}"
             )
-        value = got.numpy()
+        value = from_flower_array(got)
         if not np.all(np.isfinite(value)):
             bad = int(value.size - np.count_nonzero(np.isfinite(value)))
             return f"array {name!r} holds {bad} NaN or Inf value(s), expected finite values"

@@ -23,13 +23,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.common.constant import ErrorCode
 
 from fedkit.flower import client_app as fedkit_client
 from fedkit.flower.inprocess import InProcessGrid, _message_id
 from fedkit.flower.secure_client import is_secure_stage, masked_input_content
-from fedkit.flower.task import model_template
+from fedkit.flower.task import arrays_from_torch, model_template, torch_state_of
 from fedkit.privacy.secagg import Stage
 from fedkit.seeding import torch_generator
 from fedkit.training import ClientJob, can_batch, train_local_batched
@@ -121,7 +121,7 @@ class BatchedInProcessGrid(InProcessGrid):
             decoded: dict[int, dict] = {}
             for _, _, _, t in tasks:
                 if id(t.sent) not in decoded:
-                    decoded[id(t.sent)] = t.sent.to_torch_state_dict()
+                    decoded[id(t.sent)] = torch_state_of(t.sent)
             states = [decoded[id(t.sent)] for _, _, _, t in tasks]
             try:
                 results = train_local_batched(
@@ -137,7 +137,7 @@ class BatchedInProcessGrid(InProcessGrid):
             try:
                 if results is not None:
                     state, result = results[i]
-                    local = ArrayRecord(torch_state_dict=state)
+                    local = arrays_from_torch(state)
                 else:
                     local, result = fedkit_client.train_task(task)
                 content = fedkit_client.finish_train(task, context, local, result)

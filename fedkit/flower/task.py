@@ -9,16 +9,19 @@ one model object per architecture, whose weights every message overwrites comple
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import torch
 from flwr.app import ArrayRecord, Context
 
+from fedkit.algorithms._npy import from_flower_array, to_flower_array
 from fedkit.availability import AvailabilityModel, ClientInfo, build_availability, load_scenario
 from fedkit.config import RunConfig
 from fedkit.data import FederatedData, load_federated_data, partition_report
 from fedkit.models import build_model
 
 __all__ = [
+    "arrays_from_torch",
     "arrays_of",
     "availability_model",
     "client_id_of",
@@ -27,6 +30,7 @@ __all__ = [
     "model_template",
     "model_with_arrays",
     "new_model",
+    "torch_state_of",
 ]
 
 
@@ -84,15 +88,23 @@ def model_template(name: str, input_shape: tuple[int, ...], num_classes: int) ->
 def model_with_arrays(cfg: RunConfig, data: FederatedData, arrays: ArrayRecord) -> torch.nn.Module:
     """The per-process model object, with every parameter and buffer set from ``arrays``."""
     model = model_template(cfg.model, tuple(data.train.input_shape), data.train.num_classes)
-    model.load_state_dict(arrays.to_torch_state_dict(), strict=True)
+    model.load_state_dict(torch_state_of(arrays), strict=True)
     return model
 
 
 def arrays_of(model: torch.nn.Module) -> ArrayRecord:
     """The model's state as an ArrayRecord (detached copies, key order kept)."""
-    return ArrayRecord(
-        torch_state_dict={k: v.detach().clone() for k, v in model.state_dict().items()}
-    )
+    return arrays_from_torch(model.state_dict())
+
+
+def arrays_from_torch(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
+    """An ArrayRecord of copies of ``state``'s tensors (key order kept)."""
+    return ArrayRecord({k: to_flower_array(v.detach().cpu().numpy()) for k, v in state.items()})
+
+
+def torch_state_of(arrays: ArrayRecord) -> dict[str, torch.Tensor]:
+    """A torch state dict of ``arrays`` (tensors own their memory)."""
+    return {k: torch.from_numpy(from_flower_array(a).copy()) for k, a in arrays.items()}
 
 
 def client_info(data: FederatedData) -> ClientInfo:
