@@ -126,7 +126,8 @@ class BatchedInProcessGrid(InProcessGrid):
             try:
                 results = train_local_batched(
                     template, states, data.train, jobs,
-                    fedkit_client.local_sgd_config(cfg, first.lr), device=self.device)
+                    fedkit_client.local_sgd_config(cfg, first.lr), device=self.device,
+                    copy_states=False)  # the replies copy them into their bytes
             except Exception as exc:  # noqa: BLE001 - fall back, never lose the round
                 why = f"batched training failed: {type(exc).__name__}: {exc}"
                 logger.warning("batched engine: %s; running the round one client at a time",

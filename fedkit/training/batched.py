@@ -188,6 +188,7 @@ def train_local_batched(
     config: LocalSGDConfig,
     *,
     device: str | torch.device = "cpu",
+    copy_states: bool = True,
 ) -> list[tuple[dict[str, torch.Tensor], TrainResult]]:
     """Train K clients at once; the same result as K calls of :func:`train_local`.
 
@@ -205,12 +206,16 @@ def train_local_batched(
             its ``lr`` and ``loss_scale`` are ignored (each job brings its own).
         device: Where the stacked parameters live and the compute runs (``"cuda"`` on a GPU
             machine).
+        copy_states: ``False`` returns each client's tensors as views into one stacked CPU
+            tensor per parameter (read-only use, e.g. serialising a reply) and skips K copies
+            of the model.
 
     Returns:
-        Per job, in order: the trained state dict (new CPU tensors with the keys and dtypes of
-        ``model.state_dict()``) and its :class:`TrainResult`, equal to what
-        ``train_local(model_with_that_state, data, job.indices, replace(config, lr=job.lr,
-        loss_scale=job.loss_scale), generator=job.generator)`` gives, up to float32 rounding.
+        Per job, in order: the trained state dict (new CPU tensors, unless ``copy_states`` is
+        False, with the keys and dtypes of ``model.state_dict()``) and its
+        :class:`TrainResult`, equal to what ``train_local(model_with_that_state, data,
+        job.indices, replace(config, lr=job.lr, loss_scale=job.loss_scale),
+        generator=job.generator)`` gives, up to float32 rounding.
 
     Raises:
         ValueError: If ``jobs`` is empty, the model cannot be batched (the reason is given),
@@ -265,7 +270,9 @@ def train_local_batched(
     cpu_params = {name: tensor.cpu() for name, tensor in params.items()}
     outputs: list[tuple[dict[str, torch.Tensor], TrainResult]] = [None] * len(jobs)  # type: ignore[list-item]
     for column, k in enumerate(order):
-        state = {name: cpu_params[name][column].clone() for name in reference}
+        state = {name: cpu_params[name][column] for name in reference}
+        if copy_states:
+            state = {name: tensor.clone() for name, tensor in state.items()}
         result = TrainResult(
             num_examples=indices[k].numel(),
             num_steps=steps[k],

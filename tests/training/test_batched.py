@@ -340,3 +340,15 @@ def test_client_job_validation():
         ClientJob(indices=idx, generator=_gen(0), lr=0.1, loss_scale=float("nan"))
     with pytest.raises(TypeError, match="indices must be a numpy array or torch tensor"):
         ClientJob(indices=[0, 1], generator=_gen(0), lr=0.1)
+
+
+def test_views_instead_of_copies_hold_the_same_states(cases):
+    model, split = cases["lenet5"]
+    indices = _client_indices(len(split), sizes=(5, 7, 3))
+    config = LocalSGDConfig(lr=0.5, batch_size=5, local_steps=2)
+    copied = train_local_batched(model, model.state_dict(), split, _jobs(indices), config)
+    viewed = train_local_batched(model, model.state_dict(), split, _jobs(indices), config,
+                                 copy_states=False)
+    for (want, want_result), (got, got_result) in zip(copied, viewed, strict=True):
+        assert want_result == got_result
+        assert all(torch.equal(want[n], got[n]) for n in want)
