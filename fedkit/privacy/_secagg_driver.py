@@ -25,15 +25,24 @@ class SecAggReport:
     Attributes:
         result: The server's :class:`SecAggResult` (mean, total weight, ring sum, ...).
         client_seconds: Per client id, compute seconds summed over its stages.
-        server_seconds: Per stage, server compute seconds (receive + close).
+        server_seconds: Per stage, server compute seconds (receive + close, including
+            serialising what it sends).
         rejected: ``(stage, client id, error message)`` for every rejected message or
             client-side check that stopped a client.
+        client_stage_seconds: Per client id, per stage it took part in, compute seconds
+            (decoding the server's message, the stage, serialising the reply); the values
+            of a client sum to its ``client_seconds``.
+        bytes_up: Per client id, per stage, length of the serialised message it sent.
+        bytes_down: Per client id, per stage, length of the serialised message it received.
     """
 
     result: SecAggResult
     client_seconds: dict[int, float]
     server_seconds: dict[Stage, float]
     rejected: list[tuple[Stage, int, str]] = field(default_factory=list)
+    client_stage_seconds: dict[int, dict[Stage, float]] = field(default_factory=dict)
+    bytes_up: dict[int, dict[Stage, int]] = field(default_factory=dict)
+    bytes_down: dict[int, dict[Stage, int]] = field(default_factory=dict)
 
 
 def _identity(stage: Stage, direction: str, client_id: int, data: bytes) -> bytes:
@@ -94,25 +103,37 @@ def run_secagg(
         for cid, child in zip(ids, root.spawn(len(ids)), strict=True)
     }
     server = SecAggServer(config, client_ids=ids)
-    client_seconds = dict.fromkeys(ids, 0.0)
+    stage_seconds: dict[int, dict[Stage, float]] = {cid: {} for cid in ids}
+    bytes_up: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
+    bytes_down: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
     server_seconds: dict[Stage, float] = {}
     rejected: list[tuple[Stage, int, str]] = []
     active = set(ids)
 
-    def step(stage: Stage, call_fn: Callable[[int], object]) -> None:
+    def step(
+        stage: Stage,
+        request_fn: Callable[[int], bytes] | None,
+        call_fn: Callable[[int, object], object],
+    ) -> None:
         active.difference_update(dropouts.get(stage, set()))
         elapsed = 0.0
         for cid in sorted(active):
+            received = None
+            if request_fn is not None:
+                received = tamper(stage, "down", cid, request_fn(cid))
+                bytes_down[cid][stage] = len(received)
             start = time.perf_counter()
             try:
-                data = call_fn(cid).to_bytes()
+                request = None if received is None else decode_message(received)
+                data = call_fn(cid, request).to_bytes()
             except SecAggProtocolError as exc:
                 rejected.append((stage, cid, str(exc)))
                 active.discard(cid)
                 continue
             finally:
-                client_seconds[cid] += time.perf_counter() - start
+                stage_seconds[cid][stage] = time.perf_counter() - start
             data = tamper(stage, "up", cid, data)
+            bytes_up[cid][stage] = len(data)
             start = time.perf_counter()
             try:
                 server.receive(decode_message(data))
@@ -122,24 +143,29 @@ def run_secagg(
             elapsed += time.perf_counter() - start
         server_seconds[stage] = elapsed
 
-    def down(stage: Stage, cid: int, message) -> object:
-        return decode_message(tamper(stage, "down", cid, message.to_bytes()))
-
-    step(Stage.ADVERTISE_KEYS, lambda cid: clients[cid].advertise_keys())
-    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, server.broadcast_keys)
-    step(Stage.SHARE_KEYS, lambda cid: clients[cid].share_keys(down(Stage.SHARE_KEYS, cid, keys)))
-    routed = _timed(server_seconds, Stage.SHARE_KEYS, server.route_shares)
+    step(Stage.ADVERTISE_KEYS, None, lambda cid, _: clients[cid].advertise_keys())
+    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, lambda: server.broadcast_keys().to_bytes())
+    step(Stage.SHARE_KEYS, lambda cid: keys, lambda cid, msg: clients[cid].share_keys(msg))
+    routed = _timed(
+        server_seconds,
+        Stage.SHARE_KEYS,
+        lambda: {cid: shares.to_bytes() for cid, shares in server.route_shares().items()},
+    )
     active.intersection_update(routed)
     step(
         Stage.MASKED_INPUT,
-        lambda cid: clients[cid].masked_input(
-            down(Stage.MASKED_INPUT, cid, routed[cid]), inputs[cid], weight_of[cid]
-        ),
+        routed.__getitem__,
+        lambda cid, msg: clients[cid].masked_input(msg, inputs[cid], weight_of[cid]),
     )
-    request = _timed(server_seconds, Stage.MASKED_INPUT, server.request_unmask)
-    step(Stage.UNMASK, lambda cid: clients[cid].unmask(down(Stage.UNMASK, cid, request)))
+    unmask_request = _timed(
+        server_seconds, Stage.MASKED_INPUT, lambda: server.request_unmask().to_bytes()
+    )
+    step(Stage.UNMASK, lambda cid: unmask_request, lambda cid, msg: clients[cid].unmask(msg))
     result = _timed(server_seconds, Stage.UNMASK, server.aggregate)
-    report = SecAggReport(result, client_seconds, server_seconds, rejected)
+    client_seconds = {cid: sum(stage_seconds[cid].values()) for cid in ids}
+    report = SecAggReport(
+        result, client_seconds, server_seconds, rejected, stage_seconds, bytes_up, bytes_down
+    )
     return result.weighted_sum, report
 
 
