@@ -285,10 +285,13 @@ class SecAggClient:
             self._received[v] = (b, k)
         self._senders = senders
         self._share_keys.clear()
-        scaled = np.clip(values.astype(np.float64), -c.clip, c.clip) * (
-            float(weight) / c.max_weight
-        )
-        plain = np.append(scaled, float(weight) / c.max_weight)
+        fraction = float(weight) / c.max_weight
+        plain = np.empty(c.wire_length, dtype=np.float64)
+        body = plain[: c.vector_length]
+        body[...] = values
+        np.clip(body, -c.clip, c.clip, out=body)
+        body *= fraction
+        plain[-1] = fraction
         masked = quantize(
             plain, clip=c.element_bound, scale=c.resolved_scale, bits=c.bits, rng=self._rng
         )
@@ -409,7 +412,10 @@ class SecAggClient:
                 f"client {state['client_id']}: the round's parameters changed between stages "
                 f"(started with {state['config']}, now {_config_fields(config)})"
             )
-        client = cls(config, int(state["client_id"]), rng=rng)
+        client = cls.__new__(cls)  # no fresh key pairs: they are restored below
+        client.config = config
+        client.client_id = int(state["client_id"])
+        client._rng = rng if rng is not None else np.random.default_rng()
         client._next = int(state["next"])
         client._enc = KeyPair.from_private_bytes(bytes.fromhex(state["enc"]))
         client._mask = KeyPair.from_private_bytes(bytes.fromhex(state["mask"]))

@@ -123,14 +123,16 @@ def quantize(
     """
     dtype = ring_dtype(bits)
     values = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
+    # one reduction instead of a boolean array; confirm element-wise only when it is not finite
+    if not np.isfinite(np.sum(values)) and not np.all(np.isfinite(values)):
         raise ValueError("input vector contains NaN or infinity; cannot quantise it")
-    y = np.clip(values, -clip, clip) * scale
+    y = np.clip(values, -clip, clip)
+    y *= scale
     y += rng.random(y.shape)
-    q = np.floor(y).astype(np.int64)
-    if bits == 32:
-        return (q & 0xFFFFFFFF).astype(dtype)
-    return q.view(np.uint64).astype(dtype)
+    np.floor(y, out=y)
+    # float -> int64 is exact here (|y| < 2^63 by the headroom rule); the cast to the
+    # unsigned ring type wraps modulo 2^bits (two's complement)
+    return y.astype(np.int64).astype(dtype)
 
 
 def dequantize(ring_sum: np.ndarray, *, scale: float, bits: int) -> np.ndarray:
