@@ -38,6 +38,7 @@ from fedkit.flower.task import (
     client_id_of,
     load_data,
     model_with_arrays,
+    node_run_config,
 )
 from fedkit.seeding import torch_generator
 from fedkit.training import LocalSGDConfig, TrainResult, train_local
@@ -76,7 +77,7 @@ class ClientOffline(RuntimeError):
 @app.query("client_id")
 def query_client_id(msg: Message, context: Context) -> Message:
     """Answer the server's directory with this node's stable client id."""
-    cfg = RunConfig.from_mapping(context.run_config)
+    cfg = node_run_config(context)
     client_id = client_id_of(context, cfg.num_clients)
     return Message(RecordDict({"client": ConfigRecord({CLIENT_ID_KEY: client_id})}), reply_to=msg)
 
@@ -139,7 +140,7 @@ def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
         ClientOffline: If client-side availability enforcement says the client is offline.
         ValueError: On an unknown ``reply`` kind or a bad node config.
     """
-    cfg = RunConfig.from_mapping(context.run_config)
+    cfg = node_run_config(context)
     client_id = client_id_of(context, cfg.num_clients)
     config = msg.content["config"]
     server_round = int(config["server-round"])

@@ -30,6 +30,7 @@ __all__ = [
     "model_template",
     "model_with_arrays",
     "new_model",
+    "node_run_config",
     "torch_state_of",
 ]
 
@@ -52,6 +53,38 @@ def client_id_of(context: Context, num_clients: int) -> int:
             "(set 'client-id' in the SuperNode's --node-config)"
         )
     return value
+
+
+# Node-config keys a SuperNode may set, and the run-config key each one replaces on that node.
+_NODE_OVERRIDES = {"data-dir": "data_dir", "availability": "availability"}
+
+
+def node_run_config(context: Context) -> RunConfig:
+    """The run config as this node applies it: ``context.run_config`` plus node overrides.
+
+    A SuperNode's ``--node-config`` may set ``data-dir`` (the folder holding this device's
+    copy of the data; replaces ``data_dir``) and ``availability`` (the scenario this client
+    enforces on itself under ``availability_enforce = "client"``; replaces
+    ``availability``). Without them the run config applies unchanged.
+
+    Raises:
+        ValueError: If an override is not a non-empty string.
+        fedkit.config.ConfigError: If the run config itself is invalid.
+    """
+    cfg = RunConfig.from_mapping(context.run_config)
+    changes = {}
+    for node_key, run_key in _NODE_OVERRIDES.items():
+        if node_key not in context.node_config:
+            continue
+        value = context.node_config[node_key]
+        if not isinstance(value, str) or not value:
+            raise ValueError(
+                f"node config {node_key!r} = {value!r}, expected a non-empty string "
+                f"(it replaces the run config's {run_key!r} on this node); fix the "
+                "SuperNode's --node-config"
+            )
+        changes[run_key] = value
+    return cfg.replace(**changes) if changes else cfg
 
 
 def load_data(cfg: RunConfig) -> FederatedData:
