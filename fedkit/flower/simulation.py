@@ -20,19 +20,38 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from fedkit.config import RunConfig
 
-__all__ = ["FlowerRunError", "run_flower_simulation", "flower_env", "find_project_root"]
+__all__ = [
+    "FlowerRunError",
+    "FlowerRunTimeout",
+    "check_completed",
+    "find_project_root",
+    "flower_env",
+    "run_flower_simulation",
+    "run_status",
+    "stream_flwr_run",
+    "write_run_config",
+]
 
 logger = logging.getLogger(__name__)
 
 
 class FlowerRunError(RuntimeError):
     """A run under Flower's engine did not finish successfully."""
+
+
+class FlowerRunTimeout(FlowerRunError):
+    """``flwr run`` did not return in time; ``run_id`` is the run it started (or None)."""
+
+    def __init__(self, run_id: int | None, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 def find_project_root() -> Path:
@@ -110,8 +129,13 @@ def _int_if_whole(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def _run_status(run_id: int, env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(["flwr", "ls", "local", "--format", "json"], env=env,
+def run_status(run_id: int, env: dict[str, str], connection: str = "local") -> dict[str, Any]:
+    """Flower's record of run ``run_id`` (``flwr ls <connection> --format json``).
+
+    Raises:
+        FlowerRunError: If the listing cannot be read or does not hold the run.
+    """
+    out = subprocess.run(["flwr", "ls", connection, "--format", "json"], env=env,
                          capture_output=True, text=True, timeout=120)
     try:
         listing = json.loads(out.stdout)
@@ -121,7 +145,68 @@ def _run_status(run_id: int, env: dict[str, str]) -> dict[str, Any]:
     for run in listing.get("runs", []):
         if int(run.get("run-id", -1)) == run_id:
             return run
-    raise FlowerRunError(f"run {run_id} is not listed by `flwr ls local`: {listing}")
+    raise FlowerRunError(f"run {run_id} is not listed by `flwr ls {connection}`: {listing}")
+
+
+def write_run_config(cfg: RunConfig, path: Path) -> Path:
+    """Write every key of ``cfg`` into a TOML file for ``flwr run --run-config``."""
+    path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.to_dict().items()))
+    return path
+
+
+def stream_flwr_run(cmd: list[str], env: dict[str, str], *, stream_to: Any = None,
+                    timeout: float | None = None) -> tuple[int, list[str]]:
+    """Run a ``flwr run ... --stream`` command; return the run id and the output lines.
+
+    Raises:
+        FlowerRunTimeout: If the command runs longer than ``timeout`` seconds (it is killed;
+            the run itself may go on).
+        FlowerRunError: If the command printed no run id.
+    """
+    logger.info("running: %s", " ".join(cmd))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    if timer is not None:
+        timer.start()
+    run_id = None
+    lines = []
+    try:
+        for line in proc.stdout or ():
+            lines.append(line)
+            if stream_to is not None:
+                stream_to.write(line)
+                stream_to.flush()
+            match = re.search(r"run (?:ID )?(\d{3,})", line, flags=re.IGNORECASE)
+            if run_id is None and match:
+                run_id = int(match.group(1))
+        proc.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if timeout and proc.returncode == -signal.SIGKILL:
+        raise FlowerRunTimeout(run_id, f"`flwr run` (run {run_id}) did not finish within "
+                               f"{timeout} s and was stopped; the run itself may go on")
+    if run_id is None:
+        raise FlowerRunError("`flwr run` printed no run id:\n" + "".join(lines[-40:]))
+    return run_id, lines
+
+
+def check_completed(status: dict[str, Any], lines: list[str]) -> dict[str, Any]:
+    """Return ``status`` if the run finished as completed.
+
+    Raises:
+        FlowerRunError: Otherwise, with Flower's status details and the end of the output.
+    """
+    if status.get("status") != "finished:completed":
+        raise FlowerRunError(
+            f"Flower run {status.get('run-id')} ended with status {status.get('status')!r}: "
+            f"{status.get('status-details', '')}\n" + "".join(lines[-40:])
+        )
+    return status
 
 
 def run_flower_simulation(
@@ -143,42 +228,15 @@ def run_flower_simulation(
     env = flower_env()
     before = _superlink_pids()
     with tempfile.TemporaryDirectory(prefix="fedkit-run-config-") as tmp:
-        config_file = Path(tmp) / "run_config.toml"
-        config_file.write_text(
-            "".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.to_dict().items())
-        )
+        config_file = write_run_config(cfg, Path(tmp) / "run_config.toml")
         federation = (f"num-supernodes={cfg.num_clients} "
                       f"client-resources-num-cpus={_toml_value(_int_if_whole(num_cpus_per_client))}")
         cmd = ["flwr", "run", str(find_project_root()), "local", "--stream",
                "--run-config", str(config_file), "--federation-config", federation]
-        logger.info("running: %s", " ".join(cmd))
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-        run_id = None
-        lines = []
         try:
-            for line in proc.stdout or ():
-                lines.append(line)
-                if stream_to is not None:
-                    stream_to.write(line)
-                    stream_to.flush()
-                match = re.search(r"run (?:ID )?(\d{3,})", line, flags=re.IGNORECASE)
-                if run_id is None and match:
-                    run_id = int(match.group(1))
-            proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        try:
-            if run_id is None:
-                raise FlowerRunError("`flwr run` printed no run id:\n" + "".join(lines[-40:]))
-            status = _run_status(run_id, env)
+            run_id, lines = stream_flwr_run(cmd, env, stream_to=stream_to, timeout=timeout)
+            status = run_status(run_id, env)
         finally:
             if not keep_superlink:
                 _stop(_superlink_pids() - before)
-    if status.get("status") != "finished:completed":
-        raise FlowerRunError(
-            f"Flower run {run_id} ended with status {status.get('status')!r}: "
-            f"{status.get('status-details', '')}\n" + "".join(lines[-40:])
-        )
-    return status
+    return check_completed(status, lines)
