@@ -1,0 +1,258 @@
+"""``fedkit deploy``: run fedkit on Flower's Deployment Engine (SuperLink and SuperNodes).
+
+Subcommands:
+
+* ``certs``: a development CA, the SuperLink's TLS certificate and SuperNode key pairs;
+* ``superlink``: start ``flower-superlink`` in the foreground (TLS or ``--insecure``);
+* ``supernode``: start ``flower-supernode`` for one client id (node config: client id, data
+  folder, availability scenario);
+* ``register``: register SuperNode public keys on a SuperLink with SuperNode authentication;
+* ``run``: launch a fedkit run on a SuperLink and exit non-zero unless it completed;
+* ``local``: all of it on 127.0.0.1 (temporary certificates, a SuperLink, N SuperNodes, one
+  run, clean shutdown).
+
+Wire it into ``fedkit`` with ``add_parser(subparsers)`` and dispatch ``command == "deploy"``
+to ``main(args)``. See docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fedkit.config import ConfigError, RunConfig, apply_overrides, load_config_file
+
+__all__ = ["add_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+_EPILOG = """examples:
+  fedkit deploy certs --out certs --host 127.0.0.1 --host server.example.org --nodes 3
+  fedkit deploy superlink --certs certs --port 9200 --database superlink.db
+  fedkit deploy supernode --client-id 0 --superlink server.example.org:9200 \\
+      --root-certificates certs/ca.pem --auth-key certs/node0.key --data-dir /data
+  fedkit deploy run --config simulations/demo.toml --set num_clients=3 \\
+      --superlink server.example.org:9200 --root-certificates certs/ca.pem
+  fedkit deploy local --nodes 3 --tls --set rounds=2 --set num_clients=3
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``deploy`` and its subcommands on ``fedkit``'s subparsers; return it."""
+    deploy = subparsers.add_parser(
+        "deploy", help="run on Flower's Deployment Engine (SuperLink/SuperNodes)",
+        description=__doc__.split("\n\n")[0], epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = deploy.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
+
+    certs = sub.add_parser("certs", help="development CA, server certificate, SuperNode keys")
+    certs.add_argument("--out", type=Path, required=True, help="folder to write into")
+    certs.add_argument("--host", dest="hosts", action="append", default=[],
+                       help="a name or IP address SuperNodes dial (repeatable; default "
+                            "127.0.0.1 and localhost)")
+    certs.add_argument("--nodes", type=int, default=0,
+                       help="also write SuperNode auth key pairs node0..node<N-1>")
+
+    link = sub.add_parser("superlink", help="start flower-superlink (foreground)")
+    link.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    link.add_argument("--port", type=int, default=9200)
+    link.add_argument("--database", type=Path, default=Path("superlink.db"),
+                      help="SQLite link state (keeps registrations and runs across restarts)")
+    _tls_server_args(link)
+    link.add_argument("--auth", action="store_true",
+                      help="--enable-supernode-auth: only registered SuperNodes may connect")
+    link.add_argument("--log", type=Path, default=Path("superlink.log"))
+
+    node = sub.add_parser("supernode", help="start flower-supernode for one client")
+    node.add_argument("--client-id", type=int, required=True)
+    node.add_argument("--superlink", default="127.0.0.1:9200", help="HOST:PORT")
+    _tls_client_args(node)
+    node.add_argument("--auth-key", type=Path, help="SuperNode private key (OpenSSH, EC)")
+    node.add_argument("--port", type=int, default=None,
+                      help="this SuperNode's local API port (default 9300 + client id)")
+    node.add_argument("--data-dir", help="this device's data folder (node config data-dir)")
+    node.add_argument("--availability",
+                      help="availability scenario enforced on this client (node config)")
+    node.add_argument("--log", type=Path, default=None)
+
+    register = sub.add_parser("register", help="register SuperNode public keys")
+    register.add_argument("keys", nargs="+", type=Path, help="<name>.pub files")
+    _connection_args(register)
+
+    run = sub.add_parser("run", help="run fedkit on a SuperLink")
+    _run_args(run)
+    _connection_args(run)
+    run.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+
+    local = sub.add_parser("local", help="SuperLink + N SuperNodes + one run on 127.0.0.1")
+    _run_args(local)
+    local.add_argument("--nodes", type=int, default=3)
+    local.add_argument("--tls", action="store_true", help="TLS with a temporary CA")
+    local.add_argument("--auth", action="store_true", help="SuperNode authentication (--tls)")
+    local.add_argument("--workdir", type=Path, default=None,
+                       help="keep certificates, link state and logs here (default: temporary)")
+    return deploy
+
+
+def _tls_server_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--certs", type=Path,
+                       help="folder from `fedkit deploy certs` (server.pem, server.key, ca.pem)")
+    group.add_argument("--insecure", action="store_true", help="no TLS (testing only)")
+
+
+def _tls_client_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--root-certificates", type=Path, help="the CA certificate (ca.pem)")
+    group.add_argument("--insecure", action="store_true", help="no TLS (testing only)")
+
+
+def _connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink")
+    _tls_client_args(parser)
+    parser.add_argument("--connection", default="fedkit",
+                        help="name of the connection written to $FLWR_HOME/config.toml")
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=None, help="experiment file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override one config key (repeatable)")
+
+
+def _run_config(args: argparse.Namespace, *, default_num_clients: int | None = None
+                ) -> RunConfig:
+    values = load_config_file(args.config) if args.config else {}
+    if default_num_clients is not None:
+        values.setdefault("num_clients", default_num_clients)
+        values.setdefault("clients_per_round", default_num_clients)
+    values = apply_overrides(values, args.overrides)
+    cfg = RunConfig.from_mapping(values)
+    # The ServerApp runs in another process and folder: make local paths absolute.
+    changes = {"output_dir": str(cfg.results_dir.resolve())}
+    if cfg.data_dir:
+        changes["data_dir"] = str(Path(cfg.data_dir).resolve())
+    return cfg.replace(**changes)
+
+
+def _connection(args: argparse.Namespace):
+    from fedkit.deploy.runner import Connection, write_connection
+
+    connection = Connection(args.connection, args.superlink,
+                            None if args.insecure else args.root_certificates)
+    write_connection(connection)
+    return connection
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from fedkit.deploy.certs import write_node_keys, write_tls_files
+
+    files = write_tls_files(args.out, args.hosts or ["127.0.0.1", "localhost"])
+    print(f"CA: {files.ca_cert} (key {files.ca_key}: keep it off the devices)")
+    print(f"SuperLink: {files.server_cert}, {files.server_key}")
+    for keys in write_node_keys(args.out, [f"node{i}" for i in range(args.nodes)]):
+        print(f"SuperNode {keys.name}: private {keys.private_key}, public {keys.public_key}")
+    return 0
+
+
+def _foreground(proc) -> int:
+    print(f"{proc.name} running (pid {proc.pid}), log: {proc.log_file}; Ctrl-C stops it")
+    try:
+        while proc.alive():
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        proc.stop()
+    code = proc.popen.returncode
+    return 0 if code in (0, -15, None) else 1
+
+
+def _superlink(args: argparse.Namespace) -> int:
+    from fedkit.deploy.processes import start_superlink
+
+    tls = {}
+    if args.certs:
+        tls = {"certfile": args.certs / "server.pem", "keyfile": args.certs / "server.key",
+               "ca_certfile": args.certs / "ca.pem"}
+    proc = start_superlink(port=args.port, host=args.host, database=args.database,
+                           log_file=args.log, enable_supernode_auth=args.auth, wait=None,
+                           **tls)
+    return _foreground(proc)
+
+
+def _supernode(args: argparse.Namespace) -> int:
+    from fedkit.deploy.processes import start_supernode
+
+    node_config: dict = {"client-id": args.client_id}
+    if args.data_dir:
+        node_config["data-dir"] = str(Path(args.data_dir).resolve())
+    if args.availability:
+        node_config["availability"] = args.availability
+    port = args.port if args.port is not None else 9300 + args.client_id
+    log = args.log or Path(f"supernode-{args.client_id}.log")
+    proc = start_supernode(superlink=args.superlink, port=port, node_config=node_config,
+                           log_file=log, root_certificates=args.root_certificates,
+                           auth_private_key=args.auth_key, wait=None)
+    return _foreground(proc)
+
+
+def _register(args: argparse.Namespace) -> int:
+    from fedkit.deploy.runner import register_supernodes
+
+    for key, node_id in register_supernodes(args.keys, _connection(args)).items():
+        print(f"{key}: node id {node_id}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fedkit.deploy.runner import run_on_superlink
+
+    cfg = _run_config(args)
+    status = run_on_superlink(cfg, _connection(args), stream_to=sys.stdout,
+                              timeout=args.timeout)
+    print(f"run {status.get('run-id')}: {status.get('status')}; results in {cfg.results_dir}")
+    return 0
+
+
+def _local(args: argparse.Namespace) -> int:
+    from fedkit.deploy.local import LocalFederation
+
+    cfg = _run_config(args, default_num_clients=args.nodes)
+    with tempfile.TemporaryDirectory(prefix="fedkit-deploy-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        with LocalFederation(workdir, num_nodes=args.nodes, tls=args.tls or args.auth,
+                             auth=args.auth) as fed:
+            print(f"SuperLink {fed.connection.address} ({'TLS' if args.tls else 'insecure'}), "
+                  f"{args.nodes} SuperNodes; logs in {workdir / 'logs'}", flush=True)
+            status = fed.run(cfg, stream_to=sys.stdout)
+    print(f"run {status.get('run-id')}: {status.get('status')}; results in {cfg.results_dir}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the ``deploy`` subcommand in ``args``; return the exit status."""
+    from fedkit.deploy.processes import ProcessError
+    from fedkit.flower.simulation import FlowerRunError
+
+    handlers = {"certs": _certs, "superlink": _superlink, "supernode": _supernode,
+                "register": _register, "run": _run, "local": _local}
+    try:
+        return handlers[args.deploy_command](args)
+    except ConfigError as exc:
+        print(f"fedkit deploy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (FlowerRunError, ProcessError, ValueError) as exc:
+        print(f"fedkit deploy {args.deploy_command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="fedkit")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main(_parser.parse_args()))

@@ -1,0 +1,205 @@
+"""A whole Flower deployment on one machine: certificates, a SuperLink, N SuperNodes, runs.
+
+:class:`LocalFederation` is what ``fedkit deploy local``, the end-to-end tests and the
+latency benchmark use. Everything listens on 127.0.0.1 on free ports and lives under one
+work folder: ``certs/`` (development CA, server certificate, SuperNode keys),
+``flwr-home/`` (``FLWR_HOME`` of every process and CLI call: the connection, installed
+apps), ``superlink.db`` (link state: a restarted SuperLink keeps registrations and runs) and
+``logs/``. Closing it stops exactly the processes it started, SuperNodes first (a cleanly
+stopped SuperNode deactivates at once), then the SuperLink.
+
+Example:
+    >>> with LocalFederation(workdir, num_nodes=3, tls=True) as fed:  # doctest: +SKIP
+    ...     fed.run(RunConfig(num_clients=3, clients_per_round=3, rounds=2))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fedkit.config import RunConfig
+from fedkit.deploy.certs import NodeKeyFiles, TlsFiles, write_node_keys, write_tls_files
+from fedkit.deploy.processes import (
+    FlowerProcess,
+    ProcessError,
+    free_port,
+    start_superlink,
+    start_supernode,
+    wait_connected,
+)
+from fedkit.deploy.runner import (
+    Connection,
+    register_supernodes,
+    run_on_superlink,
+    write_connection,
+)
+from fedkit.flower.simulation import flower_env
+
+__all__ = ["LocalFederation"]
+
+logger = logging.getLogger(__name__)
+
+_HOST = "127.0.0.1"
+# What a SuperNode logs when the SuperLink refuses to activate it (exit code 305).
+_ACTIVATION_REFUSED = "Failed to activate SuperNode"
+
+
+class LocalFederation:
+    """One SuperLink and SuperNodes with client ids ``0 .. num_nodes - 1`` on 127.0.0.1.
+
+    Args:
+        workdir: Folder for certificates, Flower's home, the link state and logs.
+        num_nodes: SuperNodes started by :meth:`start`, client ids 0 .. num_nodes - 1.
+        tls: Serve the SuperLink over TLS with a fresh development CA.
+        auth: SuperNode authentication (needs ``tls``): one key pair per client id,
+            registered with ``flwr supernode register`` before the SuperNode starts; a
+            restarted SuperNode keeps its node id.
+        node_config: Extra node-config entries for every SuperNode (e.g. ``data-dir``);
+            ``client-id`` is set per node.
+        connection_name: Name of the connection written to ``flwr-home/config.toml``.
+    """
+
+    def __init__(self, workdir: str | Path, *, num_nodes: int, tls: bool = True,
+                 auth: bool = False, node_config: Mapping[str, Any] | None = None,
+                 connection_name: str = "fedkit-local") -> None:
+        if num_nodes < 0:
+            raise ValueError(f"num_nodes = {num_nodes}, expected >= 0")
+        if auth and not tls:
+            raise ValueError("auth = True needs tls = True: Flower refuses SuperNode "
+                             "authentication without TLS")
+        self.workdir = Path(workdir).resolve()
+        self.num_nodes = num_nodes
+        self.tls, self.auth = tls, auth
+        self.node_config = dict(node_config or {})
+        self.connection_name = connection_name
+        self.env = flower_env({**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home")})
+        self.tls_files: TlsFiles | None = None
+        self.connection: Connection | None = None
+        self.superlink: FlowerProcess | None = None
+        self.nodes: dict[int, FlowerProcess] = {}
+        self._node_keys: dict[int, NodeKeyFiles] = {}
+        self._node_ports: dict[int, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> LocalFederation:
+        """Create certificates, start the SuperLink and the SuperNodes; wait until all are up."""
+        try:
+            self.start_superlink()
+            self.add_nodes(range(self.num_nodes))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def start_superlink(self) -> FlowerProcess:
+        """Start (or restart, on the same port and database) the SuperLink."""
+        (self.workdir / "flwr-home").mkdir(parents=True, exist_ok=True)
+        if self.tls and self.tls_files is None:
+            self.tls_files = write_tls_files(self.workdir / "certs", [_HOST, "localhost"])
+        port = int(self.connection.address.rsplit(":", 1)[1]) if self.connection \
+            else free_port(_HOST)
+        tls = self.tls_files
+        self.superlink = start_superlink(
+            port=port, host=_HOST, database=self.workdir / "superlink.db",
+            log_file=self.workdir / "logs" / "superlink.log",
+            certfile=tls.server_cert if tls else None, keyfile=tls.server_key if tls else None,
+            ca_certfile=tls.ca_cert if tls else None, enable_supernode_auth=self.auth,
+            env=self.env, cwd=self.workdir)
+        if self.connection is None:
+            self.connection = Connection(self.connection_name, f"{_HOST}:{port}",
+                                         tls.ca_cert if tls else None)
+            write_connection(self.connection, env=self.env, make_default=True)
+        return self.superlink
+
+    def add_nodes(self, client_ids, **node_config: Any) -> list[FlowerProcess]:
+        """Start SuperNodes for ``client_ids`` (registering their keys first under auth)."""
+        client_ids = list(client_ids)
+        if self.auth:
+            new = [c for c in client_ids if c not in self._node_keys]
+            keys = write_node_keys(self.workdir / "certs", [f"node{c}" for c in new])
+            self._node_keys.update(zip(new, keys, strict=True))
+            if new:
+                register_supernodes([k.public_key for k in keys], self.connection, env=self.env)
+        procs = [self.start_node(c, wait=False, **node_config) for c in client_ids]
+        for proc in procs:
+            wait_connected(proc)
+        return procs
+
+    def start_node(self, client_id: int, *, wait: bool = True, retry_for: float = 120.0,
+                   **node_config: Any) -> FlowerProcess:
+        """Start (or restart) the SuperNode of ``client_id``; wait until it is active.
+
+        Under SuperNode authentication a crashed node keeps its node id, and the SuperLink
+        refuses to activate it again while it still counts as online (until its heartbeat
+        expires: up to 2 x 30 s after the crash); the SuperNode then exits with code 305.
+        With ``wait`` such a start is retried every few seconds for ``retry_for`` seconds.
+        """
+        old = self.nodes.get(client_id)
+        if old is not None and old.alive():
+            raise RuntimeError(f"the SuperNode of client {client_id} is running (pid {old.pid})")
+        if client_id not in self._node_ports:
+            self._node_ports[client_id] = free_port(_HOST)
+        deadline = time.monotonic() + retry_for
+        while True:
+            proc = self._launch_node(client_id, node_config, wait)
+            if not wait:
+                return proc
+            try:
+                wait_connected(proc)
+                return proc
+            except ProcessError:
+                refused = _ACTIVATION_REFUSED in proc.log_tail(60)
+                if not (self.auth and refused and time.monotonic() < deadline):
+                    raise
+                logger.info("SuperNode of client %s not activated yet (the SuperLink still "
+                            "counts it online); retrying", client_id)
+                time.sleep(5.0)
+
+    def _launch_node(self, client_id: int, node_config: Mapping[str, Any],
+                     wait: bool) -> FlowerProcess:
+        key = self._node_keys.get(client_id)
+        proc = start_supernode(
+            superlink=self.connection.address, port=self._node_ports[client_id], host=_HOST,
+            node_config={"client-id": client_id, **self.node_config, **node_config},
+            log_file=self.workdir / "logs" / f"supernode-{client_id}.log",
+            root_certificates=self.tls_files.ca_cert if self.tls_files else None,
+            auth_private_key=key.private_key if key else None, env=self.env,
+            cwd=self.workdir, wait=None)
+        self.nodes[client_id] = proc
+        return proc
+
+    def kill_node(self, client_id: int) -> None:
+        """SIGKILL the SuperNode of ``client_id`` and its ClientApp processes (a crash)."""
+        self.nodes[client_id].kill()
+
+    def stop_node(self, client_id: int) -> None:
+        """Stop the SuperNode of ``client_id`` cleanly (it deactivates at the SuperLink)."""
+        self.nodes[client_id].stop()
+
+    def close(self) -> None:
+        """Stop every SuperNode, then the SuperLink (only processes started here)."""
+        for proc in self.nodes.values():
+            proc.stop()
+        if self.superlink is not None:
+            self.superlink.stop()
+
+    def __enter__(self) -> LocalFederation:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -----------------------------------------------------------------------------
+    def run(self, cfg: RunConfig, **kwargs: Any) -> dict[str, Any]:
+        """Run ``cfg`` on this federation (see :func:`~fedkit.deploy.runner.run_on_superlink`)."""
+        return run_on_superlink(cfg, self.connection, env=self.env, **kwargs)
+
+    def logs(self) -> dict[str, Path]:
+        """Log file of every process started here, by name."""
+        procs = ([self.superlink] if self.superlink else []) + list(self.nodes.values())
+        return {p.name: p.log_file for p in procs}

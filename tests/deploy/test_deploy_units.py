@@ -1,0 +1,133 @@
+"""fedkit.deploy without Flower processes: certificates, keys, node configs, connections, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import stat
+import tomllib
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
+from flwr.app import Context, RecordDict
+from flwr.cli.supernode.register import try_load_public_key
+
+from fedkit.config import RunConfig
+from fedkit.deploy import Connection, write_connection, write_node_keys, write_tls_files
+from fedkit.deploy.cli import add_parser
+from fedkit.deploy.processes import free_port, node_config_arg
+from fedkit.flower.task import client_id_of, node_run_config
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_tls_files_chain_to_the_ca_and_name_every_host(tmp_path):
+    now = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    files = write_tls_files(tmp_path, ["127.0.0.1", "server.example.org", "::1"], now=now)
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    server = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    server.verify_directly_issued_by(ca)
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"),
+                                                       ipaddress.ip_address("::1")]
+    assert san.get_values_for_type(x509.DNSName) == ["server.example.org"]
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert server.not_valid_before_utc < now < server.not_valid_after_utc
+    key = load_pem_private_key(files.server_key.read_bytes(), None)
+    assert key.public_key().public_numbers() == server.public_key().public_numbers()
+    assert _mode(files.ca_key) == _mode(files.server_key) == 0o600
+
+
+def test_tls_files_need_a_host(tmp_path):
+    with pytest.raises(ValueError, match="hosts is empty"):
+        write_tls_files(tmp_path, [])
+
+
+def test_node_keys_are_what_flower_loads(tmp_path):
+    # The SuperNode reads the private key with load_ssh_private_key (EC); `flwr supernode
+    # register` reads the public key with try_load_public_key (NIST curve, OpenSSH format).
+    (keys,) = write_node_keys(tmp_path, ["node0"])
+    private = load_ssh_private_key(keys.private_key.read_bytes(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    assert private.curve.name == "secp384r1"
+    assert try_load_public_key(keys.public_key)
+    assert keys.public_key.read_text().startswith("ecdsa-sha2-nistp384 ")
+    assert _mode(keys.private_key) == 0o600
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".hidden"])
+def test_node_key_names_are_plain(tmp_path, name):
+    with pytest.raises(ValueError, match="plain, non-empty file name"):
+        write_node_keys(tmp_path, [name])
+
+
+def _context(node_config, **run):
+    cfg = RunConfig(num_clients=4, clients_per_round=2, **run)
+    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(),
+                   run_config=cfg.to_dict())
+
+
+def test_node_config_overrides_data_dir_and_availability():
+    context = _context({"client-id": 3, "data-dir": "/data/cifar", "availability": "bernoulli"},
+                       data_dir="/server/data")
+    cfg = node_run_config(context)
+    assert (cfg.data_dir, cfg.availability) == ("/data/cifar", "bernoulli")
+    assert client_id_of(context, cfg.num_clients) == 3
+    # Absent: the run config applies unchanged.
+    plain = _context({"client-id": 0}, data_dir="/server/data")
+    assert node_run_config(plain) == RunConfig.from_mapping(plain.run_config)
+
+
+@pytest.mark.parametrize("value", [3, "", True])
+def test_node_config_override_must_be_a_string(value):
+    with pytest.raises(ValueError, match=r"node config 'data-dir' = .* expected a non-empty"):
+        node_run_config(_context({"client-id": 0, "data-dir": value}))
+
+
+def test_node_config_arg_is_parsed_back_by_flower():
+    from flwr.common.config import parse_config_args
+
+    values = {"client-id": 2, "data-dir": "/data/my folder", "availability": "bernoulli",
+              "flag": True, "rate": 0.5}
+    assert parse_config_args([node_config_arg(values)]) == values
+    with pytest.raises(ValueError, match="without double quotes"):
+        node_config_arg({"data-dir": 'a"b'})
+    with pytest.raises(ValueError, match="plain word"):
+        node_config_arg({"a b": 1})
+
+
+def test_write_connection_keeps_flowers_defaults_and_replaces_ours(tmp_path):
+    env = {"FLWR_HOME": str(tmp_path)}
+    path = write_connection(Connection("lab", "10.0.0.5:9200", tmp_path / "ca.pem"), env=env)
+    write_connection(Connection("lab", "10.0.0.6:9200"), env=env, make_default=True)
+    data = tomllib.loads(path.read_text())["superlink"]
+    assert data["lab"] == {"address": "10.0.0.6:9200", "insecure": True}
+    assert data["local"] == {"address": ":local:"} and data["default"] == "lab"
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5", ":9200", "host:port"])
+def test_connection_needs_host_and_port(address):
+    with pytest.raises(ValueError, match="expected HOST:PORT"):
+        Connection("lab", address)
+
+
+def test_free_ports_are_distinct():
+    assert len({free_port() for _ in range(20)}) == 20
+
+
+def test_deploy_cli_parses_every_action():
+    parser = argparse.ArgumentParser(prog="fedkit")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["deploy", "local", "--nodes", "3", "--tls", "--set", "rounds=2"])
+    assert (args.deploy_command, args.nodes, args.tls, args.overrides) == \
+        ("local", 3, True, ["rounds=2"])
+    args = parser.parse_args(["deploy", "supernode", "--client-id", "4", "--insecure",
+                              "--data-dir", "/d", "--availability", "bernoulli"])
+    assert (args.client_id, args.insecure, args.data_dir) == (4, True, "/d")
+    with pytest.raises(SystemExit):  # TLS or --insecure must be chosen
+        parser.parse_args(["deploy", "run", "--superlink", "h:1"])
