@@ -77,8 +77,9 @@ def participation_matrix(results: dict[str, Any]) -> np.ndarray:
 def bin_matrix(matrix: np.ndarray, max_bins: int) -> np.ndarray:
     """Average the rows of ``matrix`` over consecutive slices, into at most ``max_bins`` rows.
 
-    NaN entries are left out of a bin's mean (a bin with none left is NaN); a bool matrix
-    is summed without being copied to floats first.
+    Every bin spans ``ceil(rows / max_bins)`` rows (the last one may be shorter). NaN entries
+    are left out of a bin's mean (a bin with none left is NaN); a bool matrix is summed
+    without being copied to floats first.
 
     Example:
         >>> bin_matrix(np.arange(6.0)[:, None], 3)[:, 0].tolist()
@@ -86,7 +87,7 @@ def bin_matrix(matrix: np.ndarray, max_bins: int) -> np.ndarray:
     """
     m = np.asarray(matrix)
     size = m.shape[0]
-    starts = np.linspace(0, size, min(size, max_bins) + 1).round().astype(int)[:-1]
+    starts = np.arange(0, size, math.ceil(size / max_bins))
     if m.dtype == bool:
         sums = np.add.reduceat(m, starts, axis=0, dtype=np.int64).astype(float)
         counts = np.diff(np.append(starts, size)).reshape(-1, *([1] * (m.ndim - 1)))

@@ -41,10 +41,11 @@ def test_bin_matrix_averages_rounds_and_skips_nan():
     assert bin_matrix(part, 5).tolist() == [[0.5, 0.0]] * 5
     rows = np.array([[1.0, np.nan], [0.0, np.nan], [np.nan, 1.0]])
     binned = bin_matrix(rows, 2)
-    # Bin edges 0, 2, 3: rows {0, 1} and {2}; a bin with only NaN in a column is NaN.
+    # Bins of two rows: {0, 1} and {2}; a bin with only NaN in a column is NaN.
     assert binned[0, 0] == 0.5 and np.isnan(binned[0, 1])
     assert np.isnan(binned[1, 0]) and binned[1, 1] == 1.0
-    assert bin_matrix(np.ones((7000, 3), dtype=bool), 150).shape == (150, 3)
+    assert bin_matrix(np.ones((7000, 3), dtype=bool), 150).shape == (149, 3)  # 47 rounds each
+    assert bin_matrix(np.ones((7050, 3), dtype=bool), 150).shape == (150, 3)
 
 
 def fake_results(num_rounds: int, num_clients: int, num_per_round: int) -> dict:
