@@ -109,6 +109,9 @@ def _add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--device", default="cpu",
                        help="--engine batched: torch device (cpu, cuda, ...); default cpu")
     bench.add_argument("--quiet", "-q", action="store_true", help="no per-round progress line")
+    bench.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
+                       help="run only the runs whose KEY is one of the values (repeatable), "
+                            "e.g. --only algorithm=fedavg,fedlaavg --only availability=alternating")
     report = sub.add_parser(
         "report", help="rebuild a suite folder's summary and plots from its results files",
         description="Write summary.csv, summary.md and the plots of a suite folder from its "
@@ -234,6 +237,8 @@ def _bench(args: argparse.Namespace) -> int:
     from fedkit.bench.suite import load_suite
 
     suite = load_suite(args.suite, args.overrides, output_dir=args.output_dir)
+    if args.only:
+        suite = suite.only(args.only)
     outcomes = run_suite(suite, jobs=args.jobs, engine=args.engine, device=args.device,
                          quiet=args.quiet)
     failed = [o.name for o in outcomes if o.status == "failed"]

@@ -40,7 +40,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fedkit.config import ConfigError, RunConfig, apply_overrides, load_config_file
+from fedkit.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    load_config_file,
+    parse_override,
+)
 
 __all__ = ["MANIFEST_FILE", "RUNS_DIR", "Suite", "SuiteRun", "load_suite", "run_name",
            "scenario_label"]
@@ -89,6 +95,28 @@ class Suite:
     checkpoint_every: int
     jobs: int
     runs: tuple[SuiteRun, ...]
+
+    def only(self, filters: list[str]) -> Suite:
+        """The suite restricted to runs whose config matches every ``KEY=V1,V2,...`` filter.
+
+        Run names and folders do not change, so a later run of the whole suite continues
+        the selected runs and adds the others.
+
+        Raises:
+            ConfigError: On an unknown key, a malformed filter, or no run left.
+        """
+        runs = self.runs
+        for text in filters:
+            key, _ = parse_override(text)
+            if key not in RunConfig.__dataclass_fields__:
+                raise ConfigError(f"--only {text!r}: unknown config key {key!r}")
+            wanted = [parse_override(f"{key}={v.strip()}")[1]
+                      for v in text.partition("=")[2].split(",") if v.strip()]
+            runs = tuple(r for r in runs if getattr(r.config, key) in wanted)
+        if not runs:
+            raise ConfigError(f"--only {' '.join(filters)}: no run of suite {self.name!r} "
+                              "matches")
+        return dataclasses.replace(self, runs=runs)
 
     def manifest(self) -> dict[str, Any]:
         """The JSON document ``suite.json`` that ``fedkit report`` reads back."""

@@ -157,3 +157,16 @@ def test_cifar10_suite_is_the_papers_setup():
         assert (cfg.eval_every, cfg.seed, cfg.weighting) == (100, 0, "uniform")
     spec = (SCENARIO_DIR / "alternating.toml").read_text()
     assert "period_e = 10" in spec and "alpha = 0.5" in spec
+
+
+def test_only_selects_runs_without_renaming_them():
+    suite = load_suite(ROOT / "simulations" / "fedlaavg_cifar10.toml")
+    part = suite.only(["availability=alternating", "algorithm=fedavg,fedlaavg"])
+    assert [(r.config.availability, r.config.algorithm) for r in part.runs] == [
+        ("alternating", "fedavg"), ("alternating", "fedlaavg")]
+    names = {r.name: r.config.results_dir for r in suite.runs}
+    assert all(names[r.name] == r.config.results_dir for r in part.runs)
+    with pytest.raises(ConfigError, match="no run"):
+        suite.only(["algorithm=fedprox"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        suite.only(["colour=red"])
