@@ -31,7 +31,7 @@ from fedkit.privacy._secagg_messages import (
 from fedkit.privacy.graph import communication_graph, graph_seed
 from fedkit.privacy.hazmat import aead, shamir
 from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyAgreementError, KeyPair, derive_key
-from fedkit.privacy.hazmat.prg import MaskExpander
+from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
 from fedkit.privacy.quantize import quantize
 
 __all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
@@ -230,6 +230,75 @@ class SecAggClient:
         """
         self._enter(Stage.MASKED_INPUT)
         c, me = self.config, self.client_id
+        self._check_shares_broadcast(broadcast)
+        values = np.asarray(vector)
+        if values.shape != (c.vector_length,):
+            raise SecAggProtocolError(
+                f"client {me}: input vector has shape {values.shape}, expected ({c.vector_length},)"
+            )
+        fraction = self._weight_fraction(weight)
+        self._accept_shares(broadcast)
+        plain = np.empty(c.wire_length, dtype=np.float64)
+        body = plain[: c.vector_length]
+        body[...] = values
+        np.clip(body, -c.clip, c.clip, out=body)
+        body *= fraction
+        plain[-1] = fraction
+        masked = quantize(
+            plain, clip=c.element_bound, scale=c.resolved_scale, bits=c.bits, rng=self._rng
+        )
+        self._apply_masks(masked)
+        self._leave(Stage.MASKED_INPUT)
+        return MaskedInput(c.run_id, c.round_id, me, masked)
+
+    def masked_ring_input(self, broadcast: SharesBroadcast, ring_vector: np.ndarray) -> MaskedInput:
+        """Stage 2 for a vector already in Z_{2^bits}: mask it as is (no clip, no quantising).
+
+        For inputs whose ring sum is the result, e.g. random-valued Bloom filters or index
+        vectors of a private set union (reference/submodel.md §2 Phase 1): the server's
+        ``SecAggResult.ring_sum`` is then the exact sum mod 2^bits (its ``weighted_sum`` and
+        ``total_weight`` are meaningless). The vector has ``config.wire_length`` elements:
+        the last takes the weight's place (put 1 there to count contributors, or 0).
+
+        Args:
+            broadcast: The shares routed to this client.
+            ring_vector: Integers in ``[0, 2^bits)`` (any integer dtype; not modified).
+
+        Raises:
+            SecAggProtocolError: As :meth:`masked_input`, or a ring vector of the wrong
+                shape, a non-integer dtype or an element outside ``[0, 2^bits)``.
+            SecAggAbort: Fewer than ``threshold`` neighbourhood members shared keys.
+
+        Example:
+            A client of a round of ``vector_length=3`` submits
+            ``client.masked_ring_input(shares, np.array([5, 0, 2**32 - 1, 1], np.uint32))``.
+        """
+        self._enter(Stage.MASKED_INPUT)
+        c, me = self.config, self.client_id
+        self._check_shares_broadcast(broadcast)
+        values = np.asarray(ring_vector)
+        length = self._masked_length()
+        if values.shape != (length,):
+            raise SecAggProtocolError(
+                f"client {me}: ring vector has shape {values.shape}, expected ({length},)"
+            )
+        if values.dtype.kind not in "ui":
+            raise SecAggProtocolError(
+                f"client {me}: ring vector has dtype {values.dtype}, expected an integer dtype"
+            )
+        if values.size and (int(values.min()) < 0 or int(values.max()) >= 1 << c.bits):
+            raise SecAggProtocolError(
+                f"client {me}: ring vector has elements outside [0, 2^{c.bits})"
+            )
+        self._accept_shares(broadcast)
+        masked = values.astype(ring_dtype(c.bits))  # a copy: the input is never modified
+        self._apply_masks(masked)
+        self._leave(Stage.MASKED_INPUT)
+        return MaskedInput(c.run_id, c.round_id, me, masked)
+
+    # -- pieces of the masked-input stage, shared with fedkit.privacy.submodel_secagg -------
+    def _check_shares_broadcast(self, broadcast: SharesBroadcast) -> None:
+        c, me = self.config, self.client_id
         if not isinstance(broadcast, SharesBroadcast):
             raise SecAggProtocolError(
                 f"client {me} expected a SharesBroadcast, got {type(broadcast).__name__}"
@@ -239,19 +308,23 @@ class SecAggClient:
             raise SecAggProtocolError(
                 f"client {me} received shares addressed to client {broadcast.recipient}"
             )
-        values = np.asarray(vector)
-        if values.shape != (c.vector_length,):
-            raise SecAggProtocolError(
-                f"client {me}: input vector has shape {values.shape}, expected ({c.vector_length},)"
-            )
+
+    def _weight_fraction(self, weight: float) -> float:
+        c = self.config
         if (
             isinstance(weight, bool)
             or not isinstance(weight, int | float | np.number)
             or not (math.isfinite(weight) and 0 <= weight <= c.max_weight)
         ):
             raise SecAggProtocolError(
-                f"client {me}: weight={weight!r} must be in [0, max_weight={c.max_weight}]"
+                f"client {self.client_id}: weight={weight!r} must be in "
+                f"[0, max_weight={c.max_weight}]"
             )
+        return float(weight) / c.max_weight
+
+    def _accept_shares(self, broadcast: SharesBroadcast) -> None:
+        """Check the senders, decrypt and keep their share pairs (they become ``_senders``)."""
+        c, me = self.config, self.client_id
         senders = frozenset(broadcast.ciphertexts)
         stray = senders - self._neighbours
         if stray:
@@ -285,26 +358,33 @@ class SecAggClient:
             self._received[v] = (b, k)
         self._senders = senders
         self._share_keys.clear()
-        fraction = float(weight) / c.max_weight
-        plain = np.empty(c.wire_length, dtype=np.float64)
-        body = plain[: c.vector_length]
-        body[...] = values
-        np.clip(body, -c.clip, c.clip, out=body)
-        body *= fraction
-        plain[-1] = fraction
-        masked = quantize(
-            plain, clip=c.element_bound, scale=c.resolved_scale, bits=c.bits, rng=self._rng
+
+    def _masked_length(self) -> int:
+        """Number of ring elements of this client's masked vector."""
+        return self.config.wire_length
+
+    def _self_mask_seed(self) -> bytes:
+        c = self.config
+        return derive_key(
+            self._self_seed,
+            purpose="self-mask",
+            run_id=c.run_id,
+            round_id=c.round_id,
+            u=self.client_id,
+            v=self.client_id,
         )
-        expander = MaskExpander(c.wire_length, bits=c.bits)
-        self_seed = derive_key(
-            self._self_seed, purpose="self-mask", run_id=c.run_id, round_id=c.round_id, u=me, v=me
-        )
-        expander.add_into(masked, self_seed, sign=+1)
-        for v in sorted(senders):
-            seed = self._pair_key(self._mask, self._roster[v][1], v, "mask", 32)
-            expander.add_into(masked, seed, sign=+1 if me < v else -1)
-        self._leave(Stage.MASKED_INPUT)
-        return MaskedInput(c.run_id, c.round_id, me, masked)
+
+    def _mask_seed(self, peer: int) -> bytes:
+        """The pairwise mask seed s_uv shared with ``peer`` (a neighbour that sent shares)."""
+        return self._pair_key(self._mask, self._roster[peer][1], peer, "mask", 32)
+
+    def _apply_masks(self, masked: np.ndarray) -> None:
+        """Add the self mask and +-PRG(s_uv) of every sender over the whole vector, in place."""
+        c, me = self.config, self.client_id
+        expander = MaskExpander(masked.size, bits=c.bits)
+        expander.add_into(masked, self._self_mask_seed(), sign=+1)
+        for v in sorted(self._senders):
+            expander.add_into(masked, self._mask_seed(v), sign=+1 if me < v else -1)
 
     def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
         """Stage 3: reveal self-mask shares of alive clients and key shares of dropped ones.

@@ -10,10 +10,10 @@ import numpy as np
 
 from fedkit.privacy._secagg_client import SecAggClient
 from fedkit.privacy._secagg_config import SecAggConfig, SecAggProtocolError, Stage
-from fedkit.privacy._secagg_messages import decode_message
+from fedkit.privacy._secagg_messages import MaskedInput, SharesBroadcast, decode_message
 from fedkit.privacy._secagg_server import SecAggResult, SecAggServer
 
-__all__ = ["SecAggReport", "run_secagg"]
+__all__ = ["SecAggReport", "drive_round", "run_secagg", "run_secagg_ring"]
 
 TamperFn = Callable[[Stage, str, int, bytes], bytes]
 
@@ -94,15 +94,88 @@ def run_secagg(
         weight_of = dict.fromkeys(inputs, 1.0)
     else:
         weight_of = dict(weights) if isinstance(weights, Mapping) else dict(enumerate(weights))
-    dropouts = {stage: set(ids) for stage, ids in (dropouts or {}).items()}
-    tamper = tamper_fn or _identity
     root = rng if rng is not None else np.random.default_rng()
     ids = sorted(inputs)
     clients = {
         cid: SecAggClient(config, cid, rng=child)
         for cid, child in zip(ids, root.spawn(len(ids)), strict=True)
     }
-    server = SecAggServer(config, client_ids=ids)
+    report = drive_round(
+        clients,
+        SecAggServer(config, client_ids=ids),
+        lambda cid, msg: clients[cid].masked_input(msg, inputs[cid], weight_of[cid]),
+        dropouts,
+        tamper_fn=tamper_fn,
+    )
+    return report.result.weighted_sum, report
+
+
+def run_secagg_ring(
+    vectors: Mapping[int, np.ndarray] | Sequence[np.ndarray],
+    config: SecAggConfig,
+    dropouts: Mapping[Stage, set[int]] | None = None,
+    *,
+    tamper_fn: TamperFn | None = None,
+) -> tuple[np.ndarray, SecAggReport]:
+    """Run one round on vectors already in Z_{2^bits}; return their exact sum mod 2^bits.
+
+    Each client submits its vector with :meth:`SecAggClient.masked_ring_input` (no clipping,
+    no quantisation), e.g. a random-valued Bloom filter of a private set union. Dropouts,
+    rejections and ``tamper_fn`` work as in :func:`run_secagg`.
+
+    Args:
+        vectors: Per client id (or ids ``0..n-1`` for a sequence) ``config.wire_length``
+            integers in ``[0, 2^bits)``: ``vector_length`` elements and one more in the
+            weight's place (e.g. 1, so that the last element of the sum counts the survivors).
+        config: The round's configuration (``clip``, ``scale`` and ``max_weight`` unused).
+        dropouts: ``{stage: ids that drop before sending that stage's message}``.
+        tamper_fn: Test seam, as in :func:`run_secagg`.
+
+    Returns:
+        ``(ring_sum, report)``: the survivors' sum mod 2^bits (``report.result.ring_sum``);
+        ``report.result.weighted_sum`` and ``total_weight`` are meaningless here.
+
+    Raises:
+        SecAggAbort: Too few clients or shares at some stage.
+
+    Example:
+        >>> cfg = SecAggConfig(num_clients=3, vector_length=2, threshold=2)
+        >>> total, _ = run_secagg_ring([np.array([2**32 - 1, 7, 1], np.uint32)] * 3, cfg)
+        >>> total.tolist()
+        [4294967293, 21, 3]
+    """
+    inputs = dict(vectors) if isinstance(vectors, Mapping) else dict(enumerate(vectors))
+    ids = sorted(inputs)
+    clients = {cid: SecAggClient(config, cid) for cid in ids}
+    report = drive_round(
+        clients,
+        SecAggServer(config, client_ids=ids),
+        lambda cid, msg: clients[cid].masked_ring_input(msg, inputs[cid]),
+        dropouts,
+        tamper_fn=tamper_fn,
+    )
+    return report.result.ring_sum, report
+
+
+def drive_round(
+    clients: Mapping[int, SecAggClient],
+    server: SecAggServer,
+    submit_fn: Callable[[int, SharesBroadcast], MaskedInput],
+    dropouts: Mapping[Stage, set[int]] | None = None,
+    *,
+    tamper_fn: TamperFn | None = None,
+    decode_fn: Callable[[bytes], object] = decode_message,
+    report_cls: type[SecAggReport] = SecAggReport,
+) -> SecAggReport:
+    """Run the four stages between ``clients`` and ``server`` through the wire format.
+
+    The engine of :func:`run_secagg` and of the submodel driver: ``submit_fn(cid, shares)``
+    returns client ``cid``'s masked input; ``decode_fn`` decodes every serialised message;
+    the report is a ``report_cls``. Dropouts and rejections as in :func:`run_secagg`.
+    """
+    dropouts = {stage: set(ids) for stage, ids in (dropouts or {}).items()}
+    tamper = tamper_fn or _identity
+    ids = sorted(clients)
     stage_seconds: dict[int, dict[Stage, float]] = {cid: {} for cid in ids}
     bytes_up: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
     bytes_down: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
@@ -124,7 +197,7 @@ def run_secagg(
                 bytes_down[cid][stage] = len(received)
             start = time.perf_counter()
             try:
-                request = None if received is None else decode_message(received)
+                request = None if received is None else decode_fn(received)
                 data = call_fn(cid, request).to_bytes()
             except SecAggProtocolError as exc:
                 rejected.append((stage, cid, str(exc)))
@@ -136,7 +209,7 @@ def run_secagg(
             bytes_up[cid][stage] = len(data)
             start = time.perf_counter()
             try:
-                server.receive(decode_message(data))
+                server.receive(decode_fn(data))
             except SecAggProtocolError as exc:
                 rejected.append((stage, cid, str(exc)))
                 active.discard(cid)
@@ -152,21 +225,16 @@ def run_secagg(
         lambda: {cid: shares.to_bytes() for cid, shares in server.route_shares().items()},
     )
     active.intersection_update(routed)
-    step(
-        Stage.MASKED_INPUT,
-        routed.__getitem__,
-        lambda cid, msg: clients[cid].masked_input(msg, inputs[cid], weight_of[cid]),
-    )
+    step(Stage.MASKED_INPUT, routed.__getitem__, submit_fn)
     unmask_request = _timed(
         server_seconds, Stage.MASKED_INPUT, lambda: server.request_unmask().to_bytes()
     )
     step(Stage.UNMASK, lambda cid: unmask_request, lambda cid, msg: clients[cid].unmask(msg))
     result = _timed(server_seconds, Stage.UNMASK, server.aggregate)
     client_seconds = {cid: sum(stage_seconds[cid].values()) for cid in ids}
-    report = SecAggReport(
+    return report_cls(
         result, client_seconds, server_seconds, rejected, stage_seconds, bytes_up, bytes_down
     )
-    return result.weighted_sum, report
 
 
 def _timed(seconds: dict[Stage, float], stage: Stage, fn: Callable[[], object]):

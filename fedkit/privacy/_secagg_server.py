@@ -88,6 +88,8 @@ class SecAggServer:
         client_ids: The cohort; when given, keys from other ids are rejected.
     """
 
+    _MESSAGE_TYPES = MappingProxyType(_EXPECTED)  # stage -> the message class it receives
+
     def __init__(self, config: SecAggConfig, client_ids: Iterable[int] | None = None) -> None:
         self.config = config
         self._cohort = None if client_ids is None else frozenset(client_ids)
@@ -134,7 +136,7 @@ class SecAggServer:
         stage = self.stage
         if stage is None:
             raise SecAggStateError("server finished this round; no more messages accepted")
-        expected = _EXPECTED[stage]
+        expected = self._MESSAGE_TYPES[stage]
         if not isinstance(message, expected):
             raise SecAggProtocolError(
                 f"server expected {expected.__name__} during {stage.value}, got "
@@ -170,18 +172,22 @@ class SecAggServer:
                 )
             self._shares[cid] = message.ciphertexts
         elif stage is Stage.MASKED_INPUT:
-            masked = message.masked
-            if masked.shape != (self.config.wire_length,) or masked.dtype != self._sum.dtype:
-                raise SecAggProtocolError(
-                    f"masked vector from client {cid} has shape {masked.shape} dtype "
-                    f"{masked.dtype}, expected ({self.config.wire_length},) {self._sum.dtype} "
-                    f"(vector_length {self.config.vector_length} + weight); rejected"
-                )
-            np.add(self._sum, masked, out=self._sum)
+            self._add_masked(message)
             self._masked.add(cid)
         else:
             self._check_response(message)
             self._responses[cid] = message
+
+    def _add_masked(self, message: MaskedInput) -> None:
+        """Check one masked vector and add it to the running sum (raise before any change)."""
+        cid, masked = message.client_id, message.masked
+        if masked.shape != (self.config.wire_length,) or masked.dtype != self._sum.dtype:
+            raise SecAggProtocolError(
+                f"masked vector from client {cid} has shape {masked.shape} dtype "
+                f"{masked.dtype}, expected ({self.config.wire_length},) {self._sum.dtype} "
+                f"(vector_length {self.config.vector_length} + weight); rejected"
+            )
+        np.add(self._sum, masked, out=self._sum)
 
     def _receive_keys(self, message: AdvertiseKeys) -> None:
         cid = message.client_id
@@ -282,13 +288,50 @@ class SecAggServer:
         c = self.config
         total = self._sum.copy()
         expander = MaskExpander(c.wire_length, bits=c.bits)
+        self_seeds, pair_seeds = self._mask_seeds()
+        for _owner, seed in self_seeds:
+            expander.add_into(total, seed, sign=-1)
+        for _owner, _v, seed, sign in pair_seeds:
+            expander.add_into(total, seed, sign=sign)
+        decoded = dequantize(total, scale=c.resolved_scale, bits=c.bits) * c.max_weight
+        logger.info(
+            "secagg round %s: %s inputs summed, %s dropped",
+            c.round_id,
+            len(self._alive),
+            len(self._dropped),
+        )
+        return SecAggResult(
+            total,
+            decoded[:-1],
+            float(decoded[-1]),
+            tuple(sorted(self._alive)),
+            tuple(sorted(self._dropped)),
+        )
+
+    def _mask_seeds(
+        self,
+    ) -> tuple[list[tuple[int, bytes]], list[tuple[int, int, bytes, int]]]:
+        """Reconstruct every seed whose mask is still in the sum (after the unmask stage).
+
+        Returns:
+            ``(self_seeds, pair_seeds)``: ``(owner, PRG seed)`` of the self mask of every alive
+            client, and ``(dropped owner, alive neighbour v, PRG seed, sign)`` of every
+            pairwise mask v added for a dropped owner; adding ``sign * PRG(seed)`` removes it.
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` shares for a secret, or a recovered masking
+                key that does not reproduce its published public key.
+        """
+        c = self.config
         coefficient_cache: dict[tuple[int, ...], list[int]] = {}
+        self_seeds = []
         for owner in sorted(self._alive):
             seed = self._recover(owner, "self-mask", coefficient_cache)
             mask_seed = derive_key(
                 seed, purpose="self-mask", run_id=c.run_id, round_id=c.round_id, u=owner, v=owner
             )
-            expander.add_into(total, mask_seed, sign=-1)
+            self_seeds.append((owner, mask_seed))
+        pair_seeds = []
         for owner in sorted(self._dropped):
             private = self._recover(owner, "key", coefficient_cache)
             pair = KeyPair.from_private_bytes(private)
@@ -307,21 +350,8 @@ class SecAggServer:
                     u=owner,
                     v=v,
                 )
-                expander.add_into(total, seed, sign=-1 if v < owner else +1)
-        decoded = dequantize(total, scale=c.resolved_scale, bits=c.bits) * c.max_weight
-        logger.info(
-            "secagg round %s: %s inputs summed, %s dropped",
-            c.round_id,
-            len(self._alive),
-            len(self._dropped),
-        )
-        return SecAggResult(
-            total,
-            decoded[:-1],
-            float(decoded[-1]),
-            tuple(sorted(self._alive)),
-            tuple(sorted(self._dropped)),
-        )
+                pair_seeds.append((owner, v, seed, -1 if v < owner else +1))
+        return self_seeds, pair_seeds
 
     def _recover(self, owner: int, kind: str, cache: dict[tuple[int, ...], list[int]]) -> bytes:
         c = self.config

@@ -49,7 +49,7 @@ from fedkit.privacy._secagg_config import (
     SecAggStateError,
     Stage,
 )
-from fedkit.privacy._secagg_driver import SecAggReport, run_secagg
+from fedkit.privacy._secagg_driver import SecAggReport, run_secagg, run_secagg_ring
 from fedkit.privacy._secagg_messages import (
     WIRE_VERSION,
     AdvertiseKeys,
@@ -87,4 +87,5 @@ __all__ = [
     "UnmaskResponse",
     "decode_message",
     "run_secagg",
+    "run_secagg_ring",
 ]
