@@ -463,6 +463,7 @@ class SecAggClient:
             "self_seed": self._self_seed.hex(),
             "share_keys": {str(c): k.hex() for c, k in self._share_keys.items()},
             "received": {str(c): [str(b), str(k)] for c, (b, k) in self._received.items()},
+            **self._extra_state(),
         }
         return json.dumps(state, separators=(",", ":")).encode()
 
@@ -511,7 +512,15 @@ class SecAggClient:
         client._received = {
             int(c): (int(b), int(k)) for c, (b, k) in state["received"].items()
         }
+        client._restore_extra_state(state)
         return client
+
+    def _extra_state(self) -> dict:
+        """JSON-able state a subclass adds to :meth:`to_state` (none here)."""
+        return {}
+
+    def _restore_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`_extra_state` added (nothing here)."""
 
     def __repr__(self) -> str:
         stage = self.stage.value if self.stage else ("stopped" if self._next < 0 else "finished")

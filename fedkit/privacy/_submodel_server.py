@@ -1,0 +1,153 @@
+"""The server of submodel-aware secure aggregation (see ``submodel_secagg``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+import numpy as np
+
+from fedkit.privacy._secagg_config import SecAggConfigError, SecAggProtocolError, Stage
+from fedkit.privacy._secagg_messages import MaskedInput
+from fedkit.privacy._secagg_server import SecAggServer
+from fedkit.privacy._submodel_config import SubmodelSecAggConfig, check_rows
+from fedkit.privacy._submodel_layout import MaskStreams, scatter_add
+from fedkit.privacy._submodel_messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
+from fedkit.privacy._submodel_result import SubmodelSecAggResult
+from fedkit.privacy.quantize import dequantize
+
+__all__ = ["SubmodelSecAggServer"]
+
+logger = logging.getLogger(__name__)
+_SIGNED = {32: np.int32, 64: np.int64}
+
+
+class SubmodelSecAggServer(SecAggServer):
+    """The server of one submodel-aware round: SecAgg's stages, a per-row global ring table.
+
+    Keys arrive with each client's public row set S''_u (:class:`SubmodelAdvertiseKeys`);
+    :meth:`broadcast_keys` publishes every set. A masked vector must have the length of its
+    sender's layout; its row blocks are scatter-added into a ``[V, w + 1]`` ring table at the
+    rows of S''_u, its tail into the dense accumulator. :meth:`aggregate` subtracts each
+    survivor's self mask laid out the same way and, for each dropped client u, the stream
+    PRG(s_uv) of every surviving neighbour v at the rows of S''_u ∩ S''_v and the tail.
+
+    Args:
+        config: The round's :class:`SubmodelSecAggConfig`.
+        client_ids: The cohort; when given, keys from other ids are rejected.
+        rows: The row sets the clients already reported (e.g. when downloading their
+            submodel); when given, a client advertising another set is rejected.
+
+    Raises:
+        SecAggConfigError: If ``config`` is not a :class:`SubmodelSecAggConfig` or an
+            expected row set is invalid.
+    """
+
+    _MESSAGE_TYPES = MappingProxyType(
+        {**SecAggServer._MESSAGE_TYPES, Stage.ADVERTISE_KEYS: SubmodelAdvertiseKeys}
+    )
+
+    def __init__(
+        self,
+        config: SubmodelSecAggConfig,
+        client_ids: Iterable[int] | None = None,
+        *,
+        rows: Mapping[int, np.ndarray] | None = None,
+    ) -> None:
+        if not isinstance(config, SubmodelSecAggConfig):
+            raise SecAggConfigError(
+                f"config has type {type(config).__name__}, expected SubmodelSecAggConfig"
+            )
+        super().__init__(config, client_ids)
+        self._expected_rows = None
+        if rows is not None:
+            self._expected_rows = {
+                int(cid): check_rows(r, config, f"expected row set of client {cid}")
+                for cid, r in rows.items()
+            }
+        self._rows: dict[int, np.ndarray] = {}
+        # self._sum (SecAgg's accumulator, D + 1 elements) holds the dense part and weight
+        self._table = np.zeros((config.num_rows, config.block_width), dtype=self._sum.dtype)
+
+    def _receive_keys(self, message: SubmodelAdvertiseKeys) -> None:
+        cid = message.client_id
+        name = f"SubmodelAdvertiseKeys from client {cid}"
+        rows = check_rows(message.rows, self.config, name, error=SecAggProtocolError)
+        if self._expected_rows is not None:
+            expected = self._expected_rows.get(cid)
+            if expected is None or not np.array_equal(expected, rows):
+                raise SecAggProtocolError(
+                    f"{name}: its row set ({rows.size} rows) differs from the one it reported "
+                    f"({'none' if expected is None else f'{expected.size} rows'}); rejected"
+                )
+        super()._receive_keys(message)
+        self._rows[cid] = rows
+
+    def broadcast_keys(self) -> SubmodelKeysBroadcast:
+        """Close stage 0: fix roster and graph; return every client's keys and row set.
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` clients advertised keys.
+        """
+        keys = super().broadcast_keys()
+        rows = MappingProxyType({cid: self._rows[cid] for cid in sorted(self._rows)})
+        return SubmodelKeysBroadcast(keys.run_id, keys.round_id, keys.public_keys, rows)
+
+    def _add_masked(self, message: MaskedInput) -> None:
+        c, cid, masked = self.config, message.client_id, message.masked
+        rows = self._rows[cid]
+        length = c.layout_length(rows.size)
+        if masked.shape != (length,) or masked.dtype != self._sum.dtype:
+            raise SecAggProtocolError(
+                f"masked vector from client {cid} has shape {masked.shape} dtype "
+                f"{masked.dtype}, expected ({length},) {self._sum.dtype} (its layout: "
+                f"{rows.size} rows x (row_width {c.row_width} + 1 count) + vector_length "
+                f"{c.vector_length} + weight); rejected"
+            )
+        scatter_add(self._table, self._sum, rows, masked, sign=+1)
+
+    def aggregate(self) -> SubmodelSecAggResult:
+        """Close stage 3: remove every mask from the row table and the dense sum; decode.
+
+        Raises:
+            SecAggAbort: As :meth:`SecAggServer.aggregate` (too few responses or shares, a
+                recovered key not matching its public key).
+
+        References:
+            Bonawitz et al., CCS 2017, Fig. 4; reference/submodel.md §2 Phase 5.
+        """
+        self._close(Stage.UNMASK, len(self._responses))
+        c = self.config
+        table, dense = self._table.copy(), self._sum.copy()
+        streams = MaskStreams(c.bits)
+        self_seeds, pair_seeds = self._mask_seeds()
+        for owner, seed in self_seeds:
+            rows = self._rows[owner]
+            stream = streams.expand(seed, c.layout_length(rows.size))
+            scatter_add(table, dense, rows, stream, sign=-1)
+        for owner, v, seed, sign in pair_seeds:
+            common = np.intersect1d(self._rows[owner], self._rows[v], assume_unique=True)
+            stream = streams.expand(seed, c.layout_length(common.size))
+            scatter_add(table, dense, common, stream, sign=sign)
+        w = c.row_width
+        row_sums = dequantize(table[:, :w], scale=c.resolved_scale, bits=c.bits)
+        row_counts = table[:, w].view(_SIGNED[c.bits]).astype(np.int64)
+        decoded = dequantize(dense, scale=c.resolved_scale, bits=c.bits) * c.max_weight
+        logger.info(
+            "submodel secagg round %s: %s inputs summed, %s dropped, %s rows used",
+            c.round_id,
+            len(self._alive),
+            len(self._dropped),
+            int(np.count_nonzero(row_counts)),
+        )
+        return SubmodelSecAggResult(
+            ring_rows=table,
+            ring_dense=dense,
+            row_sums=row_sums,
+            row_counts=row_counts,
+            dense_sum=decoded[:-1],
+            total_weight=float(decoded[-1]),
+            survivors=tuple(sorted(self._alive)),
+            dropped=tuple(sorted(self._dropped)),
+        )
