@@ -4,7 +4,9 @@
 overrides) on fedkit's in-process grid or under Flower's Simulation Engine, shows a progress
 line, writes ``runs/<name>/results.json`` and ``accuracy.png``, and prints a summary table.
 ``fedkit bench`` runs a benchmark suite (a grid of runs, resumable) and ``fedkit report``
-rebuilds a suite's summary and plots from its files (``docs/benchmarks.md``).
+rebuilds a suite's summary and plots from its files (``docs/benchmarks.md``). ``fedkit
+deploy`` starts SuperLink/SuperNodes and runs on Flower's Deployment Engine
+(``docs/deployment.md``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--list-keys", action="store_true",
                      help="print every config key with its default and exit")
     _add_bench_parsers(sub)
+    from fedkit.deploy.cli import add_parser as add_deploy_parser
+
+    add_deploy_parser(sub)
     return parser
 
 
@@ -256,6 +261,12 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from fedkit.deploy.cli import main as deploy_main
+
+    return deploy_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fedkit`` command; returns the exit status."""
     parser = build_parser()
@@ -265,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"simulate": _simulate, "bench": _bench, "report": _report}
+    handlers = {"simulate": _simulate, "bench": _bench, "report": _report,
+                "deploy": _deploy}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
