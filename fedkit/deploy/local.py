@@ -153,12 +153,12 @@ class LocalFederation:
                 wait_connected(proc)
                 return proc
             except ProcessError:
-                refused = _ACTIVATION_REFUSED in proc.log_tail(60)
+                refused = _ACTIVATION_REFUSED in proc.log_text()
                 if not (self.auth and refused and time.monotonic() < deadline):
                     raise
                 logger.info("SuperNode of client %s not activated yet (the SuperLink still "
                             "counts it online); retrying", client_id)
-                time.sleep(5.0)
+                time.sleep(2.0)
 
     def _launch_node(self, client_id: int, node_config: Mapping[str, Any],
                      wait: bool) -> FlowerProcess:

@@ -127,13 +127,18 @@ class FlowerProcess:
         """True while the process runs."""
         return self.popen.poll() is None
 
-    def log_tail(self, num_lines: int = 30) -> str:
-        """The last lines of its log."""
+    def log_text(self) -> str:
+        """What this process wrote to its log (the file may hold earlier processes' output)."""
         try:
-            lines = self.log_file.read_text(errors="replace").splitlines()
+            with self.log_file.open("rb") as f:
+                f.seek(self.log_start)
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
-        return "\n".join(lines[-num_lines:])
+
+    def log_tail(self, num_lines: int = 30) -> str:
+        """The last lines this process wrote to its log."""
+        return "\n".join(self.log_text().splitlines()[-num_lines:])
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM to the process, its group and its descendants; SIGKILL what remains.
@@ -336,17 +341,8 @@ def wait_connected(proc: FlowerProcess, timeout: float = 120.0) -> None:
         ProcessError: If it exits or does not connect in time (it is then stopped).
     """
     try:
-        _wait(proc, lambda: _log_contains(proc.log_file, _NODE_READY, proc.log_start),
-              "connected to the SuperLink", timeout)
+        _wait(proc, lambda: _NODE_READY in proc.log_text(), "connected to the SuperLink",
+              timeout)
     except ProcessError:
         proc.stop()
         raise
-
-
-def _log_contains(path: Path, text: str, offset: int = 0) -> bool:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return text.encode() in f.read()
-    except OSError:
-        return False

@@ -8,6 +8,10 @@ them.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from fedkit.deploy import LocalFederation
@@ -19,10 +23,26 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory):
+def deploy_tmp():
+    """A module's own temporary folder. Not pytest's tmp_path: other pytest sessions on the
+    machine prune old numbered basetemp folders, which these minutes-long tests outlive."""
+    folder = Path(tempfile.mkdtemp(prefix="fedkit-deploy-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def run_dir(deploy_tmp, request):
+    """A fresh folder for one test's run outputs."""
+    folder = deploy_tmp / request.node.name
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def federation(deploy_tmp):
     """A SuperLink (TLS, SuperNode authentication) and SuperNodes for client ids 0, 1, 2."""
-    fed = LocalFederation(tmp_path_factory.mktemp("federation"), num_nodes=3, tls=True,
-                          auth=True)
+    fed = LocalFederation(deploy_tmp / "federation", num_nodes=3, tls=True, auth=True)
     fed.start()
     try:
         yield fed

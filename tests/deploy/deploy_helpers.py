@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,19 +16,19 @@ from fedkit.flower.client_app import app as client_app
 from fedkit.flower.secure_client import is_secure_stage
 
 
-class BackgroundRun:
-    """``fed.run(cfg)`` in a thread; :meth:`result` re-raises its exception."""
+class Background:
+    """``fn(*args, **kwargs)`` in a thread; :meth:`result` returns or re-raises."""
 
-    def __init__(self, fed, cfg, **kwargs) -> None:
-        self._status = None
+    def __init__(self, fn, *args, **kwargs) -> None:
+        self._value = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._target, args=(fed, cfg), kwargs=kwargs,
+        self._thread = threading.Thread(target=self._target, args=(fn, args, kwargs),
                                         daemon=True)
         self._thread.start()
 
-    def _target(self, fed, cfg, **kwargs) -> None:
+    def _target(self, fn, args, kwargs) -> None:
         try:
-            self._status = fed.run(cfg, **kwargs)
+            self._value = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             self._error = exc
 
@@ -37,13 +38,13 @@ class BackgroundRun:
     def result(self, timeout: float = 900.0):
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError(f"the run did not end within {timeout} s")
+            raise TimeoutError(f"the call did not end within {timeout} s")
         if self._error is not None:
             raise self._error
-        return self._status
+        return self._value
 
 
-def wait_until(predicate: Callable[[], object], what: str, *, run: BackgroundRun | None = None,
+def wait_until(predicate: Callable[[], object], what: str, *, run: Background | None = None,
                timeout: float = 600.0, poll: float = 0.2):
     """Poll ``predicate`` until it returns something truthy; fail if ``run`` ends first."""
     deadline = time.monotonic() + timeout
@@ -92,6 +93,22 @@ def log_count(path: Path, text: str, start: int = 0) -> int:
             return f.read().count(text.encode())
     except OSError:
         return 0
+
+
+def answered_rounds(path: Path, run_id: int, start: int = 0) -> set[int]:
+    """Rounds of run ``run_id`` whose train message the SuperNode logging to ``path`` answered
+    (from byte ``start`` of its log on)."""
+    header = re.compile(r"\[RUN (\d+), ROUND (\d+)\]")
+    rounds, current = set(), None
+    with path.open("rb") as f:
+        f.seek(start)
+        for line in f.read().decode(errors="replace").splitlines():
+            match = header.search(line)
+            if match:
+                current = (int(match.group(1)), int(match.group(2)))
+            elif "Sending: train message" in line and current and current[0] == run_id:
+                rounds.add(current[1])
+    return rounds
 
 
 def flaky_client(client_id: int, *, absent_rounds: set[int], reset_before: int | None,

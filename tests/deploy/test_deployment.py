@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from deploy_helpers import (
-    BackgroundRun,
+    Background,
+    answered_rounds,
     assert_same_model,
     checkpoint_round,
     dropping_at,
@@ -43,29 +44,51 @@ def _inprocess(cfg: RunConfig, folder, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def first_run(federation, tmp_path_factory):
+def first_run(federation, deploy_tmp):
     """A 2-round FedLaAvg run over TLS (tests 1 and 3 build on it)."""
-    out = tmp_path_factory.mktemp("tls-run")
+    out = deploy_tmp / "tls-run"
     cfg = RunConfig(name="deploy-tls", output_dir=str(out), **BASE)
     status = federation.run(cfg, timeout=RUN_TIMEOUT)
     return cfg, status
 
 
-def test_tls_fedlaavg_run_matches_the_inprocess_grid(first_run, tmp_path):
+def test_tls_fedlaavg_run_matches_the_inprocess_grid(first_run, run_dir):
     cfg, status = first_run
     assert status["status"] == "finished:completed"
     results = read_results(cfg.results_dir)
     assert results["runtime"] == "flower"
     assert [r["clients"] for r in results["rounds"]] == [[0, 1, 2], [0, 1, 2]]
 
-    local = _inprocess(cfg, tmp_path / "local")
+    local = _inprocess(cfg, run_dir / "local")
     expected = read_results(local)
     for got, want in zip(results["rounds"], expected["rounds"], strict=True):
         assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
     assert_same_model(final_arrays(cfg.results_dir), final_arrays(local))
 
 
-def test_server_app_resumes_from_its_checkpoint(federation, first_run, tmp_path):
+def test_failed_server_app_makes_deploy_run_exit_non_zero(federation, run_dir, monkeypatch,
+                                                          capsys):
+    # `flwr run` exits 0 when the ServerApp fails; `fedkit deploy run` reads the run's final
+    # status and exits 1. Valid keys, but the one-class partition needs N to be a multiple
+    # of the 10 classes: the ServerApp raises while building the data.
+    import argparse
+
+    from fedkit.deploy.cli import add_parser, main
+
+    monkeypatch.setenv("FLWR_HOME", str(federation.workdir / "flwr-home"))
+    parser = argparse.ArgumentParser(prog="fedkit")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "deploy", "run", "--set", "partition=one-class", "--set", "num_clients=7",
+        "--set", "clients_per_round=2", "--set", "rounds=1", "--set", "progress=false",
+        "--set", f"output_dir={run_dir / 'out'}", "--superlink", federation.connection.address,
+        "--root-certificates", str(federation.tls_files.ca_cert), "--connection", "cli-test"])
+    assert main(args) == 1
+    assert "status 'finished:failed'" in capsys.readouterr().err
+    assert not (run_dir / "out" / "results.json").exists()
+
+
+def test_server_app_resumes_from_its_checkpoint(federation, first_run, run_dir):
     # A second ServerApp (a new `flwr run`) continues the 2-round run to 4 rounds. The
     # SuperNodes' context state belongs to the first run, so every client lost its G_i: the
     # server sends each one the model of its latest folded round and the client recomputes
@@ -78,7 +101,7 @@ def test_server_app_resumes_from_its_checkpoint(federation, first_run, tmp_path)
     assert [r["round"] for r in results["rounds"]] == [1, 2, 3, 4]
     assert all(r["clients"] == [0, 1, 2] for r in results["rounds"])
 
-    local = _inprocess(resumed, tmp_path / "local")
+    local = _inprocess(resumed, run_dir / "local")
     assert_same_model(final_arrays(resumed.results_dir), final_arrays(local))
     got, want = fedlaavg_rule(resumed.results_dir), fedlaavg_rule(local)
     np.testing.assert_array_equal(got["versions"], [4, 4, 4])
@@ -87,27 +110,29 @@ def test_server_app_resumes_from_its_checkpoint(federation, first_run, tmp_path)
 
 
 def test_killed_supernode_keeps_its_update_and_rejoins_without_double_counting(
-        federation, tmp_path):
+        federation, run_dir):
     # Client 2's SuperNode is killed (SIGKILL, no goodbye) after round 1, so it misses round
     # 2 (the server waits round_timeout for it: a killed node looks online for up to 60 s).
     # It is restarted with the same client id (and key: SuperNode auth gives it back its
     # node id) and has lost its context state: it first answers `state-lost`, then
     # recomputes its G_i from the recovery model the server sends.
-    out = tmp_path / "deploy"
-    cfg = RunConfig(name="deploy-kill", output_dir=str(out), **{**BASE, "rounds": 5},
+    out = run_dir / "deploy"
+    cfg = RunConfig(name="deploy-kill", output_dir=str(out), **{**BASE, "rounds": 6},
                     round_timeout=40.0)
-    run = BackgroundRun(federation, cfg, timeout=RUN_TIMEOUT)
+    run = Background(federation.run, cfg, timeout=RUN_TIMEOUT)
     wait_until(lambda: checkpoint_round(out) >= 1, "round 1", run=run)
     federation.kill_node(2)
+    # Restart at once; the SuperLink lets it in once the crashed session expired (<= 60 s).
+    restart = Background(federation.start_node, 2, retry_for=240.0)
     wait_until(lambda: checkpoint_round(out) >= 2, "round 2", run=run)
     after_kill = load_checkpoint(out)
-    federation.start_node(2)
     status = run.result()
+    node = restart.result()
     assert status["status"] == "finished:completed"
 
     rounds = read_results(out)["rounds"]
     clients = {r["round"]: r["clients"] for r in rounds}
-    rejected = {r["round"]: r["rejected_clients"] for r in rounds}
+    replied = {r["round"]: r["clients"] + r["rejected_clients"] for r in rounds}
     assert clients[1] == [0, 1, 2] and clients[2] == [0, 1]
     # The killed client's latest update still counts after the round it missed.
     rule = after_kill["strategy"]["rule"]
@@ -121,12 +146,16 @@ def test_killed_supernode_keeps_its_update_and_rejoins_without_double_counting(
     assert int(final["versions"][2]) == len(folded)
     assert int(final["last_round"][2]) == max(folded)
 
-    # The same run in-process: client 2 silent in the same rounds, its state lost after.
-    absent = {r for r in range(2, cfg.rounds + 1)
-              if 2 not in clients[r] and 2 not in rejected[r]}
-    back = min(r for r in range(3, cfg.rounds + 1) if r not in absent)
-    local = _inprocess(cfg, tmp_path / "local",
-                       client_app=flaky_client(2, absent_rounds=absent, reset_before=back))
+    # The same run in-process: client 2 silent in the rounds its restarted SuperNode did not
+    # answer (the SuperLink may answer for it while it still counts as online, and the
+    # restarted node may first work off the killed one's stale round-2 message), and
+    # without its state from its first answered round on.
+    answered = {r for r in answered_rounds(node.log_file, int(status["run-id"]), node.log_start)
+                if r >= 3 and 2 in replied[r]}
+    absent = set(range(2, cfg.rounds + 1)) - answered
+    local = _inprocess(cfg, run_dir / "local",
+                       client_app=flaky_client(2, absent_rounds=absent,
+                                               reset_before=min(answered)))
     expected = read_results(local)["rounds"]
     assert [r["clients"] for r in expected] == [r["clients"] for r in rounds]
     assert_same_model(final_arrays(out), final_arrays(local))
@@ -134,7 +163,7 @@ def test_killed_supernode_keeps_its_update_and_rejoins_without_double_counting(
                                atol=1e-9)
 
 
-def test_secure_aggregation_survives_a_supernode_killed_mid_protocol(federation, tmp_path):
+def test_secure_aggregation_survives_a_supernode_killed_mid_protocol(federation, run_dir):
     # Four SuperNodes; client 3's is killed right after it answered the share-keys stage,
     # so the server unmasks the sum of the other three with the shares of client 3's mask
     # secrets. The round completes with three contributions and equals the in-process
@@ -143,13 +172,13 @@ def test_secure_aggregation_survives_a_supernode_killed_mid_protocol(federation,
         if not federation.nodes[client_id].alive():
             federation.start_node(client_id)
     (node,) = federation.add_nodes([3])
-    out = tmp_path / "deploy"
+    out = run_dir / "deploy"
     cfg = RunConfig(name="deploy-secagg", output_dir=str(out),
                     **{**BASE, "num_clients": 4, "clients_per_round": 4, "rounds": 1},
                     secure_aggregation=True, round_timeout=45.0)
     # Replies sent by client 3 in this run: its client id, then stages 1 and 2.
     start = node.log_file.stat().st_size
-    run = BackgroundRun(federation, cfg, timeout=RUN_TIMEOUT)
+    run = Background(federation.run, cfg, timeout=RUN_TIMEOUT)
     wait_until(lambda: log_count(node.log_file, "Sent successfully", start) >= 3,
                "client 3's share-keys reply", run=run)
     federation.kill_node(3)
@@ -160,7 +189,7 @@ def test_secure_aggregation_survives_a_supernode_killed_mid_protocol(federation,
     assert record["num_replies"] == 3 and record["clients"] == [0, 1, 2]
     assert record["model_updated"] is True
 
-    local = _inprocess(cfg, tmp_path / "local",
+    local = _inprocess(cfg, run_dir / "local",
                        client_app=dropping_at(3, Stage.MASKED_INPUT))
     (want,) = read_results(local)["rounds"]
     assert want["clients"] == [0, 1, 2]
