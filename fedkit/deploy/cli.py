@@ -45,7 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``deploy`` and its subcommands on ``fedkit``'s subparsers; return it."""
     deploy = subparsers.add_parser(
         "deploy", help="run on Flower's Deployment Engine (SuperLink/SuperNodes)",
-        description=__doc__.split("\n\n")[0], epilog=_EPILOG,
+        description="Run fedkit on Flower's Deployment Engine (SuperLink and SuperNodes); "
+                    "see docs/deployment.md.", epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = deploy.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
 
