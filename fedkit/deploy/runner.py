@@ -194,11 +194,21 @@ def run_on_superlink(cfg: RunConfig, connection: Connection | str, *,
                 subprocess.run(["flwr", "stop", str(exc.run_id), name], env=env,
                                capture_output=True, timeout=120)
             raise
-    status = run_status(run_id, env, name)
+    # The stream ends with the run; its final status may lag, and a busy SuperLink may not
+    # answer at once.
     deadline = time.monotonic() + settle
-    while not str(status.get("status", "")).startswith("finished") \
-            and time.monotonic() < deadline:
-        time.sleep(1.0)
-        status = run_status(run_id, env, name)
+    while True:
+        try:
+            status, problem = run_status(run_id, env, name), None
+            if str(status.get("status", "")).startswith("finished"):
+                break
+        except FlowerRunError as exc:
+            status, problem = None, exc
+        if time.monotonic() >= deadline:
+            if status is None:
+                raise FlowerRunError(f"could not read the status of run {run_id} on {name!r} "
+                                     f"within {settle:.0f} s: {problem}") from problem
+            break
+        time.sleep(2.0)
     logger.info("run %s on %r: %s", run_id, name, status.get("status"))
     return check_completed(status, lines)
