@@ -22,10 +22,25 @@ def test_pyproject_flower_config_lists_every_key_with_its_default():
     assert declared == RunConfig().to_dict()
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "simulations").glob("*.toml")), ids=str)
+def _is_suite(path):
+    return {"suite", "grid", "group"} & set(tomllib.loads(path.read_text()))
+
+
+SIMULATIONS = sorted((ROOT / "simulations").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", [p for p in SIMULATIONS if not _is_suite(p)], ids=str)
 def test_every_experiment_file_validates(path):
     cfg = RunConfig.from_mapping(load_config_file(path))
     assert cfg.name == path.stem
+
+
+@pytest.mark.parametrize("path", [p for p in SIMULATIONS if _is_suite(p)], ids=str)
+def test_every_suite_file_expands_to_valid_runs(path):
+    from fedkit.bench.suite import load_suite
+
+    suite = load_suite(path)
+    assert suite.runs and all(isinstance(r.config, RunConfig) for r in suite.runs)
 
 
 def test_unknown_key_is_rejected_with_valid_keys_listed():

@@ -62,8 +62,10 @@ def assert_exact(outcome, contributors, weighted=True):
     assert outcome.aborted is None
     assert outcome.contributors == tuple(sorted(contributors))
     total, weight = plaintext(contributors, weighted)
-    # per client: one quantisation step of weight/max_weight-scaled values, times max_weight
-    step = 1000.0 / (2**31 // N) * len(contributors)
+    # stochastic rounding: under one quantum (max_weight / scale) per client and element
+    config = SecureAggregationSettings().protocol_config(N, DIM, round_id=3, run_id=1,
+                                                         weighted=weighted)
+    step = config.max_weight / config.resolved_scale * len(contributors)
     np.testing.assert_allclose(outcome.weighted_sum, total, rtol=0, atol=step)
     assert outcome.total_weight == pytest.approx(weight, abs=step)
 
