@@ -70,9 +70,18 @@ class SecAggResult:
         Raises:
             ZeroDivisionError: If the total weight is zero.
         """
-        if self.total_weight <= 0:
-            raise ZeroDivisionError(f"total weight is {self.total_weight}; no weighted mean")
-        return self.weighted_sum / self.total_weight
+        return divide_by_weight(self.weighted_sum, self.total_weight)
+
+
+def divide_by_weight(weighted_sum: np.ndarray, total_weight: float) -> np.ndarray:
+    """``weighted_sum / total_weight``; refuses a zero total weight.
+
+    Raises:
+        ZeroDivisionError: If the total weight is zero.
+    """
+    if total_weight <= 0:
+        raise ZeroDivisionError(f"total weight is {total_weight}; no weighted mean")
+    return weighted_sum / total_weight
 
 
 class SecAggServer:

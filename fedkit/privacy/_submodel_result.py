@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedkit.privacy._secagg_driver import SecAggReport
+from fedkit.privacy._secagg_server import divide_by_weight
 
 __all__ = ["SubmodelSecAggReport", "SubmodelSecAggResult", "row_average"]
 
@@ -95,9 +96,7 @@ class SubmodelSecAggResult:
         Raises:
             ZeroDivisionError: If the total weight is zero.
         """
-        if self.total_weight <= 0:
-            raise ZeroDivisionError(f"total weight is {self.total_weight}; no weighted mean")
-        return self.dense_sum / self.total_weight
+        return divide_by_weight(self.dense_sum, self.total_weight)
 
 
 @dataclass(frozen=True)
