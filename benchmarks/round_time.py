@@ -30,8 +30,6 @@ from pathlib import Path
 
 RESULT = Path(__file__).parent / "results" / "round_time.json"
 README = Path(__file__).parents[1] / "README.md"
-MARKER_START = "<!-- round-time-table -->"
-MARKER_END = "<!-- /round-time-table -->"
 # LeNet-5 forward FLOPs per 3x32x32 sample (2 per multiply-add): conv1 705,600 + conv2
 # 480,000 + fc 96,000 + 20,160 + 1,680; forward + backward ~ 3x forward.
 LENET_TRAIN_FLOP_PER_SAMPLE = 3 * 1_303_440
@@ -125,11 +123,10 @@ def readme_table(report: dict) -> str:
 
 
 def update_readme(report: dict) -> None:
-    """Replace the text between the two README markers with :func:`readme_table`."""
-    text = README.read_text()
-    head, rest = text.split(MARKER_START, 1)
-    _, tail = rest.split(MARKER_END, 1)
-    README.write_text(f"{head}{MARKER_START}\n{readme_table(report)}\n{MARKER_END}{tail}")
+    """Regenerate the README section from ``report`` alone."""
+    from fedkit.bench.readme import replace_section
+
+    replace_section(README, "round-time-table", readme_table(report))
 
 
 def main() -> None:

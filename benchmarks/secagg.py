@@ -47,8 +47,6 @@ import numpy as np
 
 RESULT = Path(__file__).parent / "results" / "secagg.json"
 README = Path(__file__).parents[1] / "README.md"
-MARKER_START = "<!-- secagg-table -->"
-MARKER_END = "<!-- /secagg-table -->"
 M = 100_000
 MAX_WEIGHT = 100.0
 WEIGHT = 100  # every Flower-engine client's num-examples
@@ -483,10 +481,10 @@ def readme_table(report: dict) -> str:
 
 
 def update_readme(report: dict) -> None:
-    """Rewrite the README section between the two markers from ``report`` alone."""
-    text = README.read_text()
-    start, end = text.index(MARKER_START) + len(MARKER_START), text.index(MARKER_END)
-    README.write_text(f"{text[:start]}\n{readme_table(report)}\n{text[end:]}")
+    """Regenerate the README section from ``report`` alone."""
+    from fedkit.bench.readme import replace_section
+
+    replace_section(README, "secagg-table", readme_table(report))
 
 
 def main() -> None:
