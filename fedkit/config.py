@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": ("synthetic", "cifar10"),
+    "task": ("classification", "submodel"),
+    "dataset": ("synthetic", "cifar10", "movielens", "synthetic-rec"),
     "partition": ("natural", "iid", "dirichlet", "shards", "one-class"),
     "model": ("logreg", "lenet5", "fedavg-cnn"),
     "algorithm": ("fedavg", "fedlaavg", "mifa", "fedau", "fedvarp"),
@@ -34,7 +35,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "loss_scaling": ("none", "data-weighted"),
     "availability_enforce": ("server", "client"),
     "weighting": ("num-examples", "uniform"),
+    "submodel_mode": ("full", "plain", "secure"),
+    "submodel_psu": ("auto", "index", "bloom"),
 }
+
+# Datasets of each task.
+_TASK_DATASETS = {"classification": ("synthetic", "cifar10"),
+                  "submodel": ("movielens", "synthetic-rec")}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,9 +51,14 @@ class RunConfig:
     Attributes:
         name: Run name; results go to ``runs/<name>/`` unless ``output_dir`` is set.
         seed: Root seed; every random stream of the run derives from it.
-        dataset: ``synthetic`` (embedded, generated in-process) or ``cifar10``.
-        data_dir: Folder holding ``cifar-10-batches-py/``; empty means ``$FEDKIT_DATA`` or the
-            per-user cache folder.
+        task: ``classification`` (the algorithms below on an image/feature dataset) or
+            ``submodel`` (federated submodel learning of a recommender,
+            ``docs/submodel.md``; its server is ``fedkit.flower.submodel_server``).
+        dataset: ``synthetic`` (embedded, generated in-process) or ``cifar10`` for
+            classification; ``movielens`` (MovieLens-100k, one client per user) or
+            ``synthetic-rec`` (generated implicit feedback, ``num_items`` items) for submodel.
+        data_dir: Folder holding ``cifar-10-batches-py/`` (or MovieLens' ``u.data``); empty
+            means ``$FEDKIT_DATA`` or the per-user cache folder.
         partition: How the training set is split over clients (``natural`` is the synthetic
             generator's own split).
         dirichlet_alpha: Concentration of the ``dirichlet`` partition.
@@ -96,10 +108,27 @@ class RunConfig:
         secagg_bits: Ring Z_{2^bits} of the masked vectors: 32 or 64.
         secagg_max_weight: Upper bound of a client's weight (its example count under
             ``num-examples`` weighting).
+        submodel_mode: Submodel task only: ``full`` (full-model FedAvg), ``plain`` (clients
+            report their real index sets in clear; rows averaged over their users) or
+            ``secure`` (private set union, double randomized response, submodel-aware
+            secure aggregation; the ``secagg_*`` keys apply).
+        submodel_preset: Double randomized response parameters (p1, p2, p3, p4) of the
+            ``secure`` mode: a name of ``fedkit.submodel.ledger.PRESETS`` (``eps1``,
+            ``eps2``, ``eps2.7``, ``cpp1`` .. ``cpp5``).
+        submodel_psu: Encoding of the private set union: ``index`` (a vector of one ring
+            element per item), ``bloom`` (a random-valued Bloom filter sized for
+            ``submodel_union_bound`` at ``submodel_bloom_fpr``) or ``auto`` (the shorter).
+        submodel_union_bound: Public bound on the union's size used to size the Bloom
+            filter; 0 means the vocabulary size.
+        submodel_bloom_fpr: Target false-positive rate of the Bloom filter, in (0, 1).
+        embedding_dim: Dimension of the recommender's item and user embeddings.
+        negatives_per_positive: Sampled training negatives per training positive.
+        num_items: Vocabulary of the ``synthetic-rec`` dataset (MovieLens has its own).
     """
 
     name: str = "demo"
     seed: int = 0
+    task: str = "classification"
     dataset: str = "synthetic"
     data_dir: str = ""
     partition: str = "natural"
@@ -140,6 +169,14 @@ class RunConfig:
     secagg_clip: float = 1.0
     secagg_bits: int = 32
     secagg_max_weight: float = 1_000.0
+    submodel_mode: str = "secure"
+    submodel_preset: str = "eps2"
+    submodel_psu: str = "auto"
+    submodel_union_bound: int = 0
+    submodel_bloom_fpr: float = 0.01
+    embedding_dim: int = 16
+    negatives_per_positive: int = 4
+    num_items: int = 200
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -176,7 +213,9 @@ class RunConfig:
                 f"'num_clients' = {self.num_clients}"
             )
         self._check_secure_aggregation()
-        if self.partition == "natural" and self.dataset != "synthetic":
+        self._check_submodel()
+        if self.task == "classification" and self.partition == "natural" and (
+                self.dataset != "synthetic"):
             raise ConfigError(
                 f"config key 'partition' = 'natural' needs dataset 'synthetic', got "
                 f"{self.dataset!r}; use one of 'iid', 'dirichlet', 'shards', 'one-class'"
@@ -204,6 +243,36 @@ class RunConfig:
         if self.clients_per_round < 2:
             raise ConfigError("config key 'secure_aggregation' = true needs "
                               f"clients_per_round >= 2, got {self.clients_per_round}")
+
+    def _check_submodel(self) -> None:
+        from fedkit.submodel.ledger import PRESETS
+
+        if self.dataset not in _TASK_DATASETS[self.task]:
+            raise ConfigError(
+                f"config key 'dataset' = {self.dataset!r} does not fit task {self.task!r}, "
+                f"expected one of {list(_TASK_DATASETS[self.task])}"
+            )
+        if self.submodel_preset not in PRESETS:
+            raise ConfigError(f"config key 'submodel_preset' = {self.submodel_preset!r} is not "
+                              f"one of {sorted(PRESETS)}")
+        self._check_positive("embedding_dim", "num_items")
+        self._check_non_negative("negatives_per_positive", "submodel_union_bound")
+        if not 0 < self.submodel_bloom_fpr < 1:
+            raise ConfigError(f"config key 'submodel_bloom_fpr' = {self.submodel_bloom_fpr!r}, "
+                              "expected a fraction in (0, 1)")
+        if self.task != "submodel":
+            return
+        if self.secure_aggregation:
+            raise ConfigError("config key 'secure_aggregation' = true does not apply to task "
+                              "'submodel'; choose submodel_mode = 'secure' instead")
+        unsupported = {"availability": "always", "checkpoint_every": 0, "resume": False}
+        for key, value in unsupported.items():
+            if getattr(self, key) != value:
+                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r} is not "
+                                  f"supported by task 'submodel' yet, expected {value!r}")
+        if self.submodel_mode == "secure" and self.clients_per_round < 2:
+            raise ConfigError("config key 'submodel_mode' = 'secure' needs clients_per_round "
+                              f">= 2, got {self.clients_per_round}")
 
     def _check_positive(self, *keys: str) -> None:
         for key in keys:

@@ -13,6 +13,8 @@ Handlers:
   which masks the reply; with ``delta-bound`` in the config, ΔG_i is clipped to that bound
   and the client stores G_i^old + the clipped ΔG_i -- exactly what the server folds.
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
+* ``train.submodel`` / ``evaluate.submodel``: the submodel task
+  (:mod:`fedkit.flower.submodel_client`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from fedkit.config import RunConfig
 from fedkit.data import FederatedData
 from fedkit.flower.client_delta import STATE_LOST, GradientStore, gradient_sum
 from fedkit.flower.secure_client import secagg_mod
+from fedkit.flower.submodel_client import submodel_evaluate, submodel_train
 from fedkit.flower.task import (
     arrays_of,
     availability_model,
@@ -55,6 +58,8 @@ __all__ = [
 ]
 
 app = ClientApp()
+app.train("submodel")(submodel_train)
+app.evaluate("submodel")(submodel_evaluate)
 
 
 def local_sgd_config(cfg: RunConfig, lr: float, *, loss_scale: float = 1.0) -> LocalSGDConfig:

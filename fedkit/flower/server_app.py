@@ -4,8 +4,10 @@
 strategy, wraps the grid with the availability scenario (simulation: only online clients are
 visible), runs the round loop (:mod:`fedkit.flower.loop`), checkpoints every
 ``checkpoint_every`` rounds, and writes ``results.json`` (with the scenario card),
-``accuracy.png`` and ``scenario.png`` into the run's results folder. The same object runs
-under Flower's Simulation Engine, Flower's Deployment Engine and fedkit's in-process grid.
+``accuracy.png`` and ``scenario.png`` into the run's results folder. With ``task =
+"submodel"`` it runs :func:`fedkit.flower.submodel_server.run_submodel_server` instead.
+The same object runs under Flower's Simulation Engine, Flower's Deployment Engine and
+fedkit's in-process grid.
 """
 
 from __future__ import annotations
@@ -177,4 +179,10 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
 def main(grid: Grid, context: Context) -> None:
     """Flower entry point: the run config comes from ``context.run_config``."""
     runtime = getattr(grid, "runtime_name", "flower")
-    run_server(grid, RunConfig.from_mapping(context.run_config), runtime=runtime)
+    cfg = RunConfig.from_mapping(context.run_config)
+    if cfg.task == "submodel":
+        from fedkit.flower.submodel_server import run_submodel_server
+
+        run_submodel_server(grid, cfg, runtime=runtime)
+        return
+    run_server(grid, cfg, runtime=runtime)

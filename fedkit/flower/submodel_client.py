@@ -1,0 +1,278 @@
+"""The client side of the submodel task: handlers of fedkit's Message-API ClientApp.
+
+:func:`submodel_train` answers every ``train.submodel`` message by its phase
+(:class:`~fedkit.flower.submodel_records.Phase`; the flow is in ``docs/submodel.md``):
+
+* ``full-train`` / ``plain-train``: train on the received table or rows, reply the update;
+* ``plain-report``: reply the real index set S in clear (baseline only);
+* ``psu-*``: SecAgg's four stages (:class:`~fedkit.privacy.secagg.SecAggClient`) on a
+  random-valued index vector or Bloom filter of S (``masked_ring_input``);
+* ``report-perturbed-set``: double randomized response over the received union U with this
+  client's permanent answers (:class:`~fedkit.submodel.rr.PermanentMemo`), then the upload's
+  advertise-keys stage, whose message carries S'';
+* ``download-submodel``: the upload's share-keys stage; keep the received rows of S'';
+* ``train-masked-update``: train on the succinct set S ∩ S'', mask the row updates, 0/1
+  counts and dense update (:class:`~fedkit.privacy.submodel_secagg.SubmodelSecAggClient`);
+* ``unmask``: the upload's unmask stage.
+
+:func:`submodel_evaluate` scores the global table with this client's user vector and replies
+its AUC and HR@10 on its held-out items (:func:`fedkit.training.recsys.auc_hr`).
+
+What never leaves the node, kept in ``context.state``: the user vector, the permanent RR memo
+(across rounds, as the reference's ``permanent_answers/user_i.pkl``), protocol keys between
+stages and the downloaded rows until training. Randomized response and the PSU's random values
+draw from OS entropy (``secrets``): the server knows the run's seed, so seeded coins would
+reveal S.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+
+from fedkit.config import RunConfig
+from fedkit.flower.submodel_records import (
+    SUBMODEL_RECORD,
+    Phase,
+    arrays,
+    numpy_arrays,
+    read_config,
+    read_phase,
+    reply_record,
+)
+from fedkit.flower.submodel_task import load_rec_data, local_update
+from fedkit.flower.task import client_id_of, node_run_config
+from fedkit.models.recommender import init_user_vector
+from fedkit.privacy.secagg import SecAggClient, SecAggProtocolError, decode_message
+from fedkit.privacy.submodel_secagg import SubmodelSecAggClient, decode_submodel_message
+from fedkit.submodel import PRESETS, PermanentMemo, index_vector, perturb, random_valued_filter
+from fedkit.submodel import succinct_set as succinct
+from fedkit.training.recsys import auc_hr
+
+__all__ = ["MEMO_KEY", "PROTOCOL_KEY", "SUBMODEL_KEY", "USER_KEY", "submodel_evaluate",
+           "submodel_train"]
+
+USER_KEY = "fedkit.submodel.user"
+MEMO_KEY = "fedkit.submodel.memo"
+PROTOCOL_KEY = "fedkit.submodel.protocol"
+SUBMODEL_KEY = "fedkit.submodel.download"
+
+
+def _os_rng() -> np.random.Generator:
+    return np.random.default_rng(secrets.randbits(128))
+
+
+def _user_vector(context: Context, cfg: RunConfig, client_id: int) -> np.ndarray:
+    record = context.state.array_records.get(USER_KEY)
+    if record is None:
+        return init_user_vector(cfg.embedding_dim, cfg.seed, client_id)
+    return record["vector"].numpy()
+
+
+def _memo(context: Context) -> PermanentMemo:
+    record = context.state.array_records.get(MEMO_KEY)
+    return PermanentMemo() if record is None else PermanentMemo.from_state_dict(
+        numpy_arrays(record))
+
+
+def _save_protocol(context: Context, client: SecAggClient) -> None:
+    context.state[PROTOCOL_KEY] = ConfigRecord({"state": client.to_state()})
+
+
+def _forget(context: Context, *keys: str) -> None:
+    for key in keys:
+        if key in context.state:
+            del context.state[key]
+
+
+def _restore(context: Context, cls: type[SecAggClient], config, phase: Phase) -> SecAggClient:
+    record = context.state.config_records.get(PROTOCOL_KEY)
+    if record is None:
+        raise SecAggProtocolError(f"phase {phase.value} arrived but this node holds no protocol "
+                                  "state (it missed an earlier phase or restarted)")
+    return cls.from_state(config, record["state"])
+
+
+def _dense(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"w": values["w"], "c": values["c"]}
+
+
+def _reply(msg: Message, phase: Phase, payload: bytes = b"", metrics: dict | None = None,
+           **records) -> Message:
+    content = RecordDict({SUBMODEL_RECORD: reply_record(phase, payload), **records})
+    if metrics:
+        content["metrics"] = MetricRecord(metrics)
+    return Message(content, reply_to=msg)
+
+
+def submodel_train(msg: Message, context: Context) -> Message:
+    """Answer one ``train.submodel`` message (module docstring); protocol state on failure
+    is dropped, so a later round starts clean."""
+    cfg = node_run_config(context)
+    client_id = client_id_of(context, cfg.num_clients)
+    phase, record = read_phase(msg)
+    try:
+        return _HANDLERS[phase](msg, context, cfg, client_id, record)
+    except Exception:
+        _forget(context, PROTOCOL_KEY, SUBMODEL_KEY)
+        raise
+
+
+def _train_reply(msg, context, cfg, client_id, record, phase: Phase, ids, rows, dense,
+                 lr_round: int) -> Message:
+    data = load_rec_data(cfg)
+    start = time.perf_counter()
+    update = local_update(cfg, data, client_id, lr_round, ids, rows, dense,
+                          _user_vector(context, cfg, client_id))
+    seconds = time.perf_counter() - start
+    context.state[USER_KEY] = arrays(vector=update.user_vector)
+    metrics = {"num-examples": update.num_samples, "train-seconds": seconds}
+    if update.num_samples:
+        metrics["train-loss"] = update.mean_loss
+    out = arrays(ids=np.asarray(ids, np.int64), rows=update.row_values,
+                 counts=update.row_counts, dense=update.dense)
+    return _reply(msg, phase, metrics=metrics, update=out)
+
+
+def _full_train(msg, context, cfg, client_id, record) -> Message:
+    model = numpy_arrays(msg.content["model"])
+    ids = np.arange(model["items"].shape[0])
+    return _train_reply(msg, context, cfg, client_id, record, Phase.FULL_TRAIN, ids,
+                        model["items"], _dense(model), int(record["server-round"]))
+
+
+def _plain_report(msg, context, cfg, client_id, record) -> Message:
+    real = load_rec_data(cfg).index_set(client_id)
+    return _reply(msg, Phase.PLAIN_REPORT, **{"index-set": arrays(ids=real)})
+
+
+def _plain_train(msg, context, cfg, client_id, record) -> Message:
+    sub = numpy_arrays(msg.content["submodel"])
+    return _train_reply(msg, context, cfg, client_id, record, Phase.PLAIN_TRAIN, sub["ids"],
+                        sub["rows"], _dense(sub), int(record["server-round"]))
+
+
+def _psu_keys(msg, context, cfg, client_id, record) -> Message:
+    client = SecAggClient(read_config(record), client_id)
+    out = client.advertise_keys()
+    _save_protocol(context, client)
+    return _reply(msg, Phase.PSU_KEYS, out.to_bytes())
+
+
+def _psu_shares(msg, context, cfg, client_id, record) -> Message:
+    client = _restore(context, SecAggClient, read_config(record), Phase.PSU_SHARES)
+    out = client.share_keys(decode_message(record["payload"]))
+    _save_protocol(context, client)
+    return _reply(msg, Phase.PSU_SHARES, out.to_bytes())
+
+
+def psu_vector(real: np.ndarray, record: ConfigRecord, rng: np.random.Generator) -> np.ndarray:
+    """The PSU ring input: the encoding named in ``record`` of the real set, then a 1.
+
+    ``psu-encoding`` = ``index`` (length ``num_items``) or ``bloom`` (``psu-bits`` positions,
+    ``psu-hashes`` hashes); the trailing 1 makes the sum's last element count contributors.
+    """
+    kind = record["psu-encoding"]
+    if kind == "index":
+        encoded = index_vector(real, int(record["psu-length"]), rng)
+    elif kind == "bloom":
+        encoded = random_valued_filter(real, int(record["psu-length"]),
+                                       int(record["psu-hashes"]), rng)
+    else:
+        raise SecAggProtocolError(f"psu-encoding = {kind!r}, expected 'index' or 'bloom'")
+    return np.concatenate([encoded, np.ones(1, np.uint32)])
+
+
+def _psu_input(msg, context, cfg, client_id, record) -> Message:
+    client = _restore(context, SecAggClient, read_config(record), Phase.PSU_INPUT)
+    vector = psu_vector(load_rec_data(cfg).index_set(client_id), record, _os_rng())
+    out = client.masked_ring_input(decode_message(record["payload"]), vector)
+    _save_protocol(context, client)
+    return _reply(msg, Phase.PSU_INPUT, out.to_bytes())
+
+
+def _unmask(phase: Phase, cls: type[SecAggClient], decode):
+    def handle(msg, context, cfg, client_id, record) -> Message:
+        client = _restore(context, cls, read_config(record), phase)
+        out = client.unmask(decode(record["payload"]))
+        _forget(context, PROTOCOL_KEY)
+        return _reply(msg, phase, out.to_bytes())
+
+    return handle
+
+
+def _report(msg, context, cfg, client_id, record) -> Message:
+    union = numpy_arrays(msg.content["union"])["ids"]
+    real = load_rec_data(cfg).index_set(client_id)
+    perturbed, memo = perturb(real, union, _memo(context), PRESETS[cfg.submodel_preset],
+                              _os_rng())
+    context.state[MEMO_KEY] = arrays(**memo.state_dict())
+    client = SubmodelSecAggClient(read_config(record), client_id, perturbed)
+    out = client.advertise_keys()
+    _save_protocol(context, client)
+    return _reply(msg, Phase.REPORT, out.to_bytes())
+
+
+def _download(msg, context, cfg, client_id, record) -> Message:
+    client = _restore(context, SubmodelSecAggClient, read_config(record), Phase.DOWNLOAD)
+    sub = numpy_arrays(msg.content["submodel"])
+    if not np.array_equal(sub["ids"], client.rows):
+        raise SecAggProtocolError(f"client {client_id}: the downloaded rows are not the rows "
+                                  "of its perturbed set")
+    out = client.share_keys(decode_submodel_message(record["payload"]))
+    _save_protocol(context, client)
+    context.state[SUBMODEL_KEY] = msg.content["submodel"]
+    return _reply(msg, Phase.DOWNLOAD, out.to_bytes())
+
+
+def _train_masked(msg, context, cfg, client_id, record) -> Message:
+    client = _restore(context, SubmodelSecAggClient, read_config(record), Phase.TRAIN)
+    stored = context.state.array_records.get(SUBMODEL_KEY)
+    if stored is None:
+        raise SecAggProtocolError(f"client {client_id}: no downloaded submodel to train")
+    sub = numpy_arrays(stored)
+    data = load_rec_data(cfg)
+    start = time.perf_counter()
+    update = local_update(cfg, data, client_id, int(record["server-round"]), sub["ids"],
+                          sub["rows"], _dense(sub), _user_vector(context, cfg, client_id),
+                          trainable=succinct(data.index_set(client_id), sub["ids"]))
+    seconds = time.perf_counter() - start
+    out = client.masked_input(decode_message(record["payload"]), update.dense,
+                              float(update.num_samples), row_values=update.row_values,
+                              row_counts=update.row_counts)
+    context.state[USER_KEY] = arrays(vector=update.user_vector)
+    _save_protocol(context, client)
+    _forget(context, SUBMODEL_KEY)
+    return _reply(msg, Phase.TRAIN, out.to_bytes(), metrics={"train-seconds": seconds})
+
+
+_HANDLERS = {
+    Phase.FULL_TRAIN: _full_train,
+    Phase.PLAIN_REPORT: _plain_report,
+    Phase.PLAIN_TRAIN: _plain_train,
+    Phase.PSU_KEYS: _psu_keys,
+    Phase.PSU_SHARES: _psu_shares,
+    Phase.PSU_INPUT: _psu_input,
+    Phase.PSU_UNMASK: _unmask(Phase.PSU_UNMASK, SecAggClient, decode_message),
+    Phase.REPORT: _report,
+    Phase.DOWNLOAD: _download,
+    Phase.TRAIN: _train_masked,
+    Phase.UNMASK: _unmask(Phase.UNMASK, SubmodelSecAggClient, decode_submodel_message),
+}
+
+
+def submodel_evaluate(msg: Message, context: Context) -> Message:
+    """Reply this client's AUC and HR@10 of the received global model on its test items."""
+    cfg = node_run_config(context)
+    client_id = client_id_of(context, cfg.num_clients)
+    data = load_rec_data(cfg)
+    model = numpy_arrays(msg.content["model"])
+    user = _user_vector(context, cfg, client_id)[None, :]
+    auc, hr = auc_hr(user, model["items"], _dense(model), [data.seen(client_id)],
+                     [data.test[client_id]])
+    return Message(RecordDict({"metrics": MetricRecord({"auc": auc, "hr10": hr})}),
+                   reply_to=msg)
+
