@@ -34,6 +34,8 @@ class Exchanges:
         self.seconds: dict[str, float] = {}
         self.bytes_down: dict[int, int] = dict.fromkeys(self.nodes, 0)
         self.bytes_up: dict[int, int] = dict.fromkeys(self.nodes, 0)
+        self.phase_down: dict[str, int] = {}
+        self.phase_up: dict[str, int] = {}
         self.count = 0  # round trips
 
     def fail(self, client_id: int, phase: Phase | str, reason: str) -> None:
@@ -50,7 +52,9 @@ class Exchanges:
         self.count += 1
         sent: dict[int, Message] = {}
         for cid, content in contents.items():
-            self.bytes_down[cid] += content_bytes(content)
+            size = content_bytes(content)
+            self.bytes_down[cid] += size
+            self.phase_down[phase.value] = self.phase_down.get(phase.value, 0) + size
             sent[cid] = Message(content, self.nodes[cid], message_type, group_id=str(self.round))
         replies = list(self.grid.send_and_receive(list(sent.values()), timeout=self.timeout))
         by_id = {msg.metadata.message_id: cid for cid, msg in sent.items()}
@@ -68,7 +72,9 @@ class Exchanges:
             if reply.has_error():
                 self.fail(cid, phase, f"client error: {reply.error.reason}")
                 continue
-            self.bytes_up[cid] += content_bytes(reply.content)
+            size = content_bytes(reply.content)
+            self.bytes_up[cid] += size
+            self.phase_up[phase.value] = self.phase_up.get(phase.value, 0) + size
             out[cid] = reply
         for cid in set(sent) - set(out):
             if cid not in self.failed:
@@ -81,10 +87,14 @@ class Exchanges:
         """The ids among ``client_ids`` not dropped, sorted."""
         return sorted(c for c in client_ids if c not in self.failed)
 
-    def mean_bytes(self) -> tuple[float, float]:
-        """Mean bytes (down, up) per client that was sent at least one message."""
+    def mean_bytes(self) -> tuple[float, float, dict[str, float], dict[str, float]]:
+        """Bytes per client that was sent at least one message, averaged over those clients:
+        ``(down, up, down by phase, up by phase)``."""
         reached = [c for c, b in self.bytes_down.items() if b]
         if not reached:
-            return 0.0, 0.0
-        return (sum(self.bytes_down[c] for c in reached) / len(reached),
-                sum(self.bytes_up[c] for c in reached) / len(reached))
+            return 0.0, 0.0, {}, {}
+        n = len(reached)
+        return (sum(self.bytes_down[c] for c in reached) / n,
+                sum(self.bytes_up[c] for c in reached) / n,
+                {k: v / n for k, v in self.phase_down.items()},
+                {k: v / n for k, v in self.phase_up.items()})

@@ -41,6 +41,7 @@ from fedkit.flower.submodel_records import (
     SUBMODEL_RECORD,
     Phase,
     arrays,
+    content_bytes,
     read_phase,
     request_record,
 )
@@ -67,6 +68,8 @@ class SecureRoundResult:
         survivors: Clients whose update is in the sums.
         reporters: Clients whose perturbed set S'' the server received.
         perturbed_sizes: |S''_u| per reporter.
+        submodel_bytes: Mean serialised size of the downloaded submodel alone (rows of
+            S''_u and the dense part, without the protocol message it travels with).
         union_size: |U| (0 if the PSU aborted).
         psu_encoding: ``(kind, length, hashes)`` of the PSU vector.
         seconds: Wall time per part: psu, report, download, train, secagg.
@@ -81,6 +84,7 @@ class SecureRoundResult:
     survivors: tuple[int, ...]
     reporters: tuple[int, ...]
     perturbed_sizes: dict[int, int]
+    submodel_bytes: float
     union_size: int
     psu_encoding: tuple[str, int, int]
     seconds: dict[str, float]
@@ -132,7 +136,7 @@ def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
     num_items = items.shape[0]
     encoding = psu_encoding(cfg, num_items)
     seconds: dict[str, float] = {}
-    state: dict = {"union": 0, "reporters": {}, "train": []}
+    state: dict = {"union": 0, "reporters": {}, "train": [], "submodel": []}
 
     def outcome(result=None, aborted: str | None = None) -> SecureRoundResult:
         return SecureRoundResult(
@@ -143,6 +147,7 @@ def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
             survivors=() if result is None else result.survivors,
             reporters=tuple(sorted(state["reporters"])),
             perturbed_sizes=dict(state["reporters"]),
+            submodel_bytes=float(np.mean(state["submodel"])) if state["submodel"] else 0.0,
             union_size=state["union"], psu_encoding=encoding, seconds=seconds,
             client_train_seconds=list(state["train"]), aborted=aborted)
 
@@ -233,6 +238,7 @@ def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
         rows = keys.rows[cid]
         content["submodel"] = arrays(ids=np.asarray(rows, np.int64), rows=items[rows],
                                      **dense)
+        state["submodel"].append(content_bytes(RecordDict({"submodel": content["submodel"]})))
     replies = ex.send(Phase.DOWNLOAD, contents)
     _accept(ex, Phase.DOWNLOAD, server, replies, decode_submodel_message)
     routed = {cid: s.to_bytes() for cid, s in server.route_shares().items()}

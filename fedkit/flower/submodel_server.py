@@ -205,6 +205,7 @@ def _secure_round(ex: Exchanges, cfg: RunConfig, model: _Model, r: int, run_id: 
     out = {"contributors": list(result.survivors), "reporters": list(result.reporters),
            "union_size": result.union_size, "psu_encoding": list(result.psu_encoding),
            "perturbed_size_mean": _mean(list(result.perturbed_sizes.values())),
+           "submodel_download_bytes": result.submodel_bytes,
            "phase_seconds": dict(result.seconds),
            "client_train_seconds": _mean(result.client_train_seconds)}
     if result.aborted is not None:
@@ -258,7 +259,7 @@ def run_submodel_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower"
             ledger = ledger.record(r, out["reporters"])
         if out.get("aborted"):
             logger.error("submodel round %s: %s; the model is unchanged", r, out["aborted"])
-        down, up = ex.mean_bytes()
+        down, up, down_by_phase, up_by_phase = ex.mean_bytes()
         phases = out.pop("phase_seconds", None) or dict(ex.seconds)
         phases["average"] = out.pop("average_seconds", 0.0)
         losses = out.pop("losses", [])
@@ -268,6 +269,8 @@ def run_submodel_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower"
                   "num_replies": 0, "num_rejected": len(ex.failed),
                   "model_updated": not out.get("aborted"), "aborted": None,
                   "round_trips": ex.count, "download_bytes": down, "upload_bytes": up,
+                  "download_bytes_by_phase": down_by_phase,
+                  "upload_bytes_by_phase": up_by_phase,
                   "phase_seconds": phases, "train_loss": _mean(losses), **out}
         record["num_replies"] = len(record["clients"])
         if (cfg.eval_every and r % cfg.eval_every == 0) or r == cfg.rounds:

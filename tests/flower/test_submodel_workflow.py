@@ -1,0 +1,215 @@
+"""The submodel task over Flower messages: secure equals plaintext averaging, dropouts,
+aborts, what the server sees, the RR memo, and Flower's Simulation Engine."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from submodel_helpers import all_arrays, dropping, phase_of, recording, run, small_config
+
+from fedkit.config import ConfigError, RunConfig
+from fedkit.flower.client_app import app as fedkit_app
+from fedkit.flower.submodel_client import MEMO_KEY, SUBMODEL_KEY, _user_vector
+from fedkit.flower.submodel_records import Phase, read_phase
+from fedkit.flower.submodel_task import dense_vector, initial_model, load_rec_data, local_update
+from fedkit.privacy.secagg import decode_message
+from fedkit.privacy.submodel_secagg import decode_submodel_message, row_average
+from fedkit.submodel import PermanentMemo, succinct_set
+from fedkit.submodel.aggregate import row_sums, weighted_sum
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
+SECURE_PHASES = [Phase.PSU_KEYS, Phase.PSU_SHARES, Phase.PSU_INPUT, Phase.PSU_UNMASK,
+                 Phase.REPORT, Phase.DOWNLOAD, Phase.TRAIN, Phase.UNMASK]
+
+
+def _initial(cfg):
+    items, dense = initial_model(cfg, load_rec_data(cfg).num_items)
+    return {"items": items, **dense}
+
+
+def test_secure_with_exact_sets_gives_the_plain_model_within_quantisation(tmp_path):
+    # p1 = 1, p2 = 0, p3 = 1, p4 = 0: S'' = S, so the only difference is clip + quantisation.
+    secure = small_config(tmp_path / "s", submodel_preset="cpp1", rounds=2)
+    plain = small_config(tmp_path / "p", submodel_mode="plain", rounds=2)
+    _, slog, smodel = run(secure)
+    _, plog, pmodel = run(plain)
+    for key in ("items", "w", "c"):
+        np.testing.assert_allclose(smodel[key], pmodel[key], atol=1e-5)
+    assert [r["rows_updated"] for r in slog.rounds] == [r["rows_updated"] for r in plog.rounds]
+    assert [r["clients"] for r in slog.rounds] == [r["clients"] for r in plog.rounds]
+    assert not np.allclose(smodel["items"], _initial(secure)["items"])  # it did learn
+    assert [r["round_trips"] for r in slog.rounds] == [8, 8]
+    assert [r["round_trips"] for r in plog.rounds] == [2, 2]
+
+
+def test_secure_row_average_equals_plaintext_average_of_individual_updates(tmp_path):
+    # Recompute each client's update from what it downloaded (training is deterministic in
+    # (seed, round, client)) and average in clear. Client 2 (the only user of taste group 2)
+    # drops before training, so its rows are in U but used by nobody; with cpp3 (P6 = 0.22)
+    # the others ask for some of them as fakes (all miss ~50 such rows w.p. ~1e-5).
+    cfg = small_config(tmp_path, clients_per_round=6, submodel_preset="cpp3")
+    data = load_rec_data(cfg)
+    expected = {}
+
+    def capture(msg, context):
+        if phase_of(msg) is Phase.TRAIN:
+            pid = context.node_config["partition-id"]
+            sub = {k: a.numpy() for k, a in context.state[SUBMODEL_KEY].items()}
+            update = local_update(cfg, data, pid, 1, sub["ids"], sub["rows"],
+                                  {"w": sub["w"], "c": sub["c"]},
+                                  _user_vector(context, cfg, pid),
+                                  trainable=succinct_set(data.index_set(pid), sub["ids"]))
+            expected[pid] = (sub["ids"], update)
+        return fedkit_app(msg, context)
+
+    _, log, model = run(cfg, dropping(capture, {Phase.TRAIN: {2}}))
+    start = _initial(cfg)
+    assert sorted(expected) == log.rounds[0]["clients"] == [0, 1, 3, 4, 5]
+    sums, counts = row_sums(80, 4, [(ids, u.row_values, u.row_counts)
+                                    for ids, u in expected.values()])
+    want_items = start["items"] + row_average(sums, counts)
+    dense, total = weighted_sum([u.dense for _, u in expected.values()],
+                                [u.num_samples for _, u in expected.values()])
+    np.testing.assert_allclose(model["items"], want_items, atol=1e-6)
+    np.testing.assert_allclose(dense_vector(model) - dense_vector(start), dense / total,
+                               atol=1e-6)
+    # Rows no client truly used -- fake rows of some S'' included -- are unchanged exactly.
+    perturbed = np.unique(np.concatenate([ids for ids, _ in expected.values()]))
+    fake_only = np.setdiff1d(perturbed, np.flatnonzero(counts))
+    assert fake_only.size > 0
+    unused = counts == 0
+    np.testing.assert_array_equal(model["items"][unused], start["items"][unused])
+    assert log.rounds[0]["rows_updated"] == int(np.count_nonzero(counts))
+
+
+@pytest.mark.parametrize("phase", SECURE_PHASES, ids=lambda p: p.value)
+def test_a_client_dropping_at_any_secure_phase_is_tolerated(tmp_path, phase):
+    cfg = small_config(tmp_path)
+    _, log, model = run(cfg, dropping(fedkit_app, {phase: {2}}))
+    record = log.rounds[0]
+    assert 2 in record["selected"] and record["aborted"] is None and record["model_updated"]
+    assert phase.value in record["dropped"]["2"]
+    if phase is not Phase.UNMASK:  # a client that sent its masked input is in the sum
+        assert 2 not in record["clients"]
+    assert len(record["clients"]) >= 4
+    assert not np.array_equal(model["items"], _initial(cfg)["items"])
+
+
+@pytest.mark.parametrize("phase", [Phase.PSU_INPUT, Phase.TRAIN], ids=lambda p: p.value)
+def test_below_the_threshold_the_round_aborts_and_the_model_is_unchanged(tmp_path, phase):
+    # 5 selected, threshold floor(0.5 * 5) + 1 = 3: three dropouts leave 2.
+    cfg = small_config(tmp_path, rounds=2, eval_every=1)
+    _, log, model = run(cfg, dropping(fedkit_app, {phase: {0, 1, 2, 3, 4, 5}}))
+    start = _initial(cfg)
+    for record in log.rounds:
+        assert record["model_updated"] is False
+        assert "aborted" in record["aborted"] and record["clients"] == []
+    for key in ("items", "w", "c"):
+        np.testing.assert_array_equal(model[key], start[key])
+    doc = log.to_dict()
+    assert doc["summary"]["aborted_rounds"] == [1, 2]
+    assert doc["rounds"][0]["test_auc"] is not None  # evaluation still ran, on the old model
+
+
+def test_the_server_never_receives_a_real_index_set(tmp_path):
+    cfg = small_config(tmp_path, rounds=2)
+    seen: list = []
+    run(cfg, recording(fedkit_app, seen))
+    data = load_rec_data(cfg)
+    psu_inputs = 0
+    for pid, phase, _, reply in seen:
+        real = data.index_set(pid)
+        for array in all_arrays(reply.content):
+            assert not (array.shape == real.shape and np.array_equal(array, real))
+        if phase is Phase.PSU_INPUT:
+            _, record = read_phase(reply, Phase.PSU_INPUT)
+            masked = decode_message(record["payload"]).masked
+            # A plain index vector is zero off S (here most of the 80 positions); the masked
+            # one is uniform in Z_2^32: no zeros, and S's positions look like the others.
+            assert masked.size == 81 and np.count_nonzero(masked == 0) == 0
+            psu_inputs += 1
+        if phase is Phase.REPORT:
+            rows = decode_submodel_message(read_phase(reply, Phase.REPORT)[1]["payload"]).rows
+            assert not np.array_equal(rows, real)  # S'' reported, not S
+    assert psu_inputs == 10
+
+
+def test_the_permanent_rr_memo_persists_across_rounds_and_stays_on_the_client(tmp_path):
+    cfg = small_config(tmp_path, rounds=3, clients_per_round=6)
+    memos: dict[int, list[PermanentMemo]] = {}
+
+    def capture(msg, context):
+        reply = fedkit_app(msg, context)
+        if phase_of(msg) is Phase.REPORT:
+            state = {k: a.numpy() for k, a in context.state[MEMO_KEY].items()}
+            memos.setdefault(context.node_config["partition-id"], []).append(
+                PermanentMemo.from_state_dict(state))
+        return reply
+
+    grid, _, _ = run(cfg, capture)
+    assert sorted(memos) == list(range(6))
+    for history in memos.values():
+        assert len(history) == 3
+        for before, after in zip(history, history[1:], strict=False):
+            old = before.seen
+            assert np.array_equal(np.intersect1d(after.included, old), before.included)
+            assert np.array_equal(np.intersect1d(after.excluded, old), before.excluded)
+    for context in grid.contexts.values():
+        assert MEMO_KEY in context.state and SUBMODEL_KEY not in context.state
+
+
+def test_full_mode_downloads_the_whole_model_and_averages_by_data_size(tmp_path):
+    cfg = small_config(tmp_path, submodel_mode="full")
+    _, log, model = run(cfg)
+    record = log.rounds[0]
+    assert record["round_trips"] == 1 and record["rows_updated"] > 0
+    secure = run(small_config(tmp_path / "s"))[1].rounds[0]
+    assert record["download_bytes"] > 0 and secure["download_bytes"] > 0
+    assert log.to_dict()["submodel"]["privacy"] is None
+
+
+def test_privacy_ledger_is_written_per_client(tmp_path):
+    cfg = small_config(tmp_path, rounds=2, clients_per_round=6)
+    _, log, _ = run(cfg)
+    section = log.to_dict()["submodel"]
+    assert section["preset"] == "eps2" and section["epsilon_round"] == pytest.approx(2.019, 1e-3)
+    assert [p["rounds"] for p in section["privacy"]] == [[1, 2]] * 6
+    assert all(p["epsilon_round"] <= p["epsilon_spent"] <= p["epsilon_long_term"]
+               for p in section["privacy"])
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"task": "submodel", "dataset": "cifar10"}, r"'dataset' = 'cifar10' does not fit task"),
+    ({"task": "submodel", "dataset": "movielens", "submodel_preset": "eps3"},
+     r"'submodel_preset' = 'eps3' is not one of"),
+    ({"task": "submodel", "dataset": "movielens", "submodel_mode": "fast"},
+     r"'submodel_mode' = 'fast' is not one of \['full', 'plain', 'secure'\]"),
+    ({"task": "submodel", "dataset": "movielens", "clients_per_round": 1},
+     r"'submodel_mode' = 'secure' needs clients_per_round >= 2"),
+    ({"task": "submodel", "dataset": "movielens", "secure_aggregation": True},
+     r"'secure_aggregation' = true does not apply to task 'submodel'"),
+    ({"task": "submodel", "dataset": "movielens", "availability": "bernoulli"},
+     r"'availability' = 'bernoulli' is not supported by task 'submodel'"),
+    ({"dataset": "movielens"}, r"'dataset' = 'movielens' does not fit task 'classification'"),
+    ({"submodel_bloom_fpr": 1.5}, r"'submodel_bloom_fpr' = 1.5, expected a fraction"),
+])
+def test_bad_submodel_config_values_are_named(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_mapping(changes)
+
+
+@pytest.mark.skipif(not (SHARED / "u.data").is_file(), reason="no offline MovieLens copy")
+def test_movielens_subset_secure_round_downloads_less_than_the_full_model(tmp_path):
+    common = dict(dataset="movielens", data_dir=str(SHARED), num_clients=12,
+                  clients_per_round=10, embedding_dim=4, negatives_per_positive=1,
+                  secagg_max_weight=4096.0)
+    secure = run(small_config(tmp_path / "s", **common))[1].rounds[0]
+    full = run(small_config(tmp_path / "f", submodel_mode="full", **common))[1].rounds[0]
+    assert secure["psu_encoding"] == ["index", 1682, 0]
+    assert secure["aborted"] is None and len(secure["clients"]) == 10
+    assert secure["perturbed_size_mean"] < secure["union_size"] < 1682
+    assert sum(secure["download_bytes_by_phase"].values()) == pytest.approx(
+        secure["download_bytes"])
+    # The rows of S'' (+ dense part) are fewer bytes than the whole table ...
+    assert secure["submodel_download_bytes"] < full["download_bytes"]
+    assert 0.0 <= secure["test_auc"] <= 1.0
