@@ -170,6 +170,11 @@ def _print_summary(cfg: RunConfig, results: dict) -> None:
                                f"(round {summary.get('best_round', '-')})"),
         ("final test loss", f"{summary['final_loss']:.4f}" if summary["final_loss"] else "-"),
         ("rejected replies", str(summary["total_rejected"])),
+        *([("final test AUC / HR@10", f"{summary['final_auc']:.4f} / "
+                                       f"{summary['final_hr10']:.4f}"),
+           ("mean bytes down / up per client", f"{summary['mean_download_bytes']:.0f} / "
+                                                f"{summary['mean_upload_bytes']:.0f}")]
+          if summary.get("final_auc") is not None else []),
         ("mean seconds / round", f"{summary['mean_round_seconds']:.3f}"),
         ("results", str(cfg.results_dir / "results.json")),
         ("plot", str(cfg.results_dir / "accuracy.png")),

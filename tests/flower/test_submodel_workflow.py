@@ -213,3 +213,31 @@ def test_movielens_subset_secure_round_downloads_less_than_the_full_model(tmp_pa
     # The rows of S'' (+ dense part) are fewer bytes than the whole table ...
     assert secure["submodel_download_bytes"] < full["download_bytes"]
     assert 0.0 <= secure["test_auc"] <= 1.0
+
+
+def test_submodel_run_under_flower_simulation_engine_matches_the_inprocess_grid(tmp_path):
+    # Each node keeps its user vector, RR memo and protocol state in its context between
+    # ClientApp calls under Ray too. cpp1 makes RR deterministic, so the runtimes agree up to
+    # the secure aggregation's stochastic rounding.
+    from fedkit.bench import read_results
+    from fedkit.flower import run_inprocess
+    from fedkit.flower.simulation import _superlink_pids, run_flower_simulation
+
+    before = _superlink_pids()
+    cfg = small_config(tmp_path, name="flower-submodel", num_clients=4, clients_per_round=3,
+                       rounds=2, submodel_preset="cpp1", eval_every=1,
+                       output_dir=str(tmp_path / "flower"))
+    status = run_flower_simulation(cfg)
+    assert status["status"] == "finished:completed"
+    got = read_results(tmp_path / "flower")
+    assert got["runtime"] == "flower"
+    local = cfg.replace(output_dir=str(tmp_path / "local"))
+    run_inprocess(local.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed, engine="sequential")
+    want = read_results(tmp_path / "local")
+    for g, w in zip(got["rounds"], want["rounds"], strict=True):
+        assert g["aborted"] is None and g["clients"] == w["clients"]
+        assert g["union_size"] == w["union_size"] and g["rows_updated"] == w["rows_updated"]
+        assert g["test_auc"] == pytest.approx(w["test_auc"], abs=1e-3)
+    assert [p["rounds"] for p in got["submodel"]["privacy"]] == \
+        [p["rounds"] for p in want["submodel"]["privacy"]]
+    assert _superlink_pids() <= before
