@@ -3,7 +3,8 @@
 Reads ``<folder>/suite.json`` (the runs and their configs, written by ``fedkit bench``) and
 each ``<folder>/runs/<run>/results.json``; writes ``summary.csv``, ``summary.md``,
 ``accuracy_<scenario>.png`` and ``participation_<scenario>.png`` into the folder. Runs
-without a results file yet are listed in ``summary.md`` and left out of the tables. Nothing
+without a results file yet are listed in ``summary.md`` and left out of the tables; a run in
+progress is reported from the interim ``results.json`` its last checkpoint wrote. Nothing
 is re-run, so a suite folder copied elsewhere reports the same.
 """
 
@@ -83,6 +84,11 @@ def _notes(manifest: dict[str, Any], rows: list[dict], results: dict[str, dict],
     ]
     if manifest.get("description"):
         notes[:0] = [manifest["description"].strip(), ""]
+    partial = [f"{r['name']} ({r['rounds']} of {r['rounds_configured']})" for r in rows
+               if r["rounds"] < r["rounds_configured"]]
+    if partial:
+        notes.append(f"- {len(partial)} run(s) in progress or interrupted, reported from the "
+                     f"interim results of their last checkpoint: {', '.join(partial)}.")
     if missing:
         notes.append(f"- {len(missing)} run(s) have no results yet: {', '.join(missing)}.")
     return notes

@@ -146,6 +146,9 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
         if cfg.checkpoint_every and (r % cfg.checkpoint_every == 0 or r == cfg.rounds):
             save_checkpoint(cfg.results_dir, server_round=r, arrays=arrays,
                             strategy_state=strategy.state_dict(), rounds=log.rounds)
+            if r < cfg.rounds:  # interim results: `fedkit report` can read a run in progress
+                log.scenario_card = _scenario_card(cfg, data, info, log)[0]
+                log.write(cfg.results_dir)
 
     train_fn = None
     if cfg.secure_aggregation:

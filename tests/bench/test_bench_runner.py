@@ -181,6 +181,26 @@ def test_interrupted_runs_resume_from_their_checkpoints(tmp_path):
     assert [row["rounds"] for row in rows] == ["4", "4"]
 
 
+def test_report_shows_runs_in_progress_from_their_interim_results(tmp_path):
+    # A suite extended to 4 rounds whose runs have done 2 (as while `fedkit bench --set
+    # rounds=4` is still running: its manifest already says 4).
+    path = write_suite(tmp_path, SUITE.replace("seed = [0, 1]", "seed = [0]"))
+    bench(path, tmp_path / "out", "rounds=2")
+    manifest_path = tmp_path / "out" / "suite.json"
+    manifest = json.loads(manifest_path.read_text())
+    for run in manifest["runs"]:
+        run["config"]["rounds"] = 4
+    manifest_path.write_text(json.dumps(manifest))
+    from fedkit.bench.report import write_report
+
+    write_report(tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "summary.csv")
+    assert [(row["rounds"], row["rounds_configured"]) for row in rows] == [("2", "4")] * 2
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "2 run(s) in progress or interrupted" in text
+    assert all(f"{run['name']} (2 of 4)" in text for run in manifest["runs"])
+
+
 def test_bench_command_runs_a_suite_and_writes_the_summary(tmp_path, capsys):
     path = write_suite(tmp_path, SUITE.replace("seed = [0, 1]", "seed = [0]")
                        .replace('["fedavg", "fedlaavg"]', '["fedau"]'))

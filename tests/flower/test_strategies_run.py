@@ -113,6 +113,22 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, algor
     assert metrics(resumed) == metrics(reference)
 
 
+def test_a_killed_run_leaves_interim_results_of_its_last_checkpoint(tmp_path):
+    # Killed in round 8 with checkpoints every 3 rounds: results.json holds rounds 1-6 (the
+    # checkpoint's) with their scenario card, so `fedkit report` can show a run in progress.
+    common = {"algorithm": "fedlaavg", "availability": "bernoulli", "checkpoint_every": 3}
+    reference = run(tmp_path, "reference", **common)
+    with pytest.raises(Killed):
+        run(tmp_path, "crashy", client=killing_client(8), **common)
+    interim = read_results(tmp_path / "crashy")
+    assert [r["round"] for r in interim["rounds"]] == [1, 2, 3, 4, 5, 6]
+    assert metrics(interim) == metrics(reference)[:6]
+    card = interim["scenario_card"]
+    assert card["num_rounds"] == 6
+    assert card["participants_per_round"]["mean"] == pytest.approx(
+        np.mean([len(r["clients"]) for r in interim["rounds"]]))
+
+
 def test_a_client_that_loses_its_state_does_not_corrupt_fedlaavg(caplog):
     cfg = RunConfig(algorithm="fedlaavg", num_clients=8, clients_per_round=3, rounds=24,
                     progress=False)
