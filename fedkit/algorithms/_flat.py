@@ -21,8 +21,12 @@ def flatten(arrays: Sequence[np.ndarray] | ArrayRecord) -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
 
 
-def unflatten(vector: np.ndarray, reference: ArrayRecord) -> ArrayRecord:
-    """Split ``vector`` into arrays with the names, shapes and dtypes of ``reference``.
+def unflatten(vector: np.ndarray, reference: ArrayRecord,
+              dtype: np.dtype | type | None = None) -> ArrayRecord:
+    """Split ``vector`` into arrays with the names and shapes of ``reference``.
+
+    Each array takes its reference's dtype, or ``dtype`` for all when given (e.g. float64
+    deltas shaped like a float32 model).
 
     Raises:
         ValueError: If the vector's length differs from the reference's total size.
@@ -34,17 +38,16 @@ def unflatten(vector: np.ndarray, reference: ArrayRecord) -> ArrayRecord:
     offset = 0
     for name, ref in reference.items():
         size = int(np.prod(ref.shape))
-        dtype = np.dtype(ref.dtype)
-        out[name] = to_flower_array(vector[offset:offset + size].reshape(ref.shape).astype(dtype))
+        target = np.dtype(ref.dtype if dtype is None else dtype)
+        out[name] = to_flower_array(vector[offset:offset + size].reshape(ref.shape).astype(target))
         offset += size
     return ArrayRecord(out)
 
 
 def float64_like(reference: ArrayRecord) -> ArrayRecord:
     """Zero float64 arrays with the names and shapes of ``reference`` (a dtype template)."""
-    return ArrayRecord(
-        {name: Array(np.zeros(tuple(a.shape), dtype=np.float64)) for name, a in reference.items()}
-    )
+    return ArrayRecord({name: to_flower_array(np.zeros(tuple(a.shape), dtype=np.float64))
+                        for name, a in reference.items()})
 
 
 def stack_rows(rows: list[np.ndarray], dim: int) -> np.ndarray:

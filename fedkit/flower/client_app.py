@@ -26,7 +26,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedkit.algorithms._flat import float64_like, unflatten
+from fedkit.algorithms._flat import unflatten
 from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
 from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
@@ -210,7 +210,7 @@ def finish_train(task: TrainTask, context: Context, local: ArrayRecord,
             # Secure aggregation clips lr * ΔG_i to its range; store what the server folds.
             np.clip(delta, -task.delta_bound, task.delta_bound, out=delta)
         GradientStore(context).save(task.base + delta, task.expected_version + 1)
-        local = unflatten(delta, float64_like(task.sent))
+        local = unflatten(delta, task.sent, dtype=np.float64)
     return RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics})
 
 

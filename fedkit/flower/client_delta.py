@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 
 from fedkit.algorithms._flat import flatten
+from fedkit.algorithms._npy import from_flower_array, to_flower_array
 
 __all__ = ["GradientStore", "gradient_sum", "STATE_LOST"]
 
@@ -46,13 +47,13 @@ class GradientStore:
         """The stored G_i and its version (None, 0 when nothing is stored)."""
         if _G_KEY not in self.state.array_records:
             return None, 0
-        g = self.state.array_records[_G_KEY]["g"].numpy()
+        g = from_flower_array(self.state.array_records[_G_KEY]["g"])  # read-only view
         version = int(self.state.config_records[_META_KEY]["version"])
         return g, version
 
     def save(self, g: np.ndarray, version: int) -> None:
         """Store G_i (float64) and its version."""
-        self.state[_G_KEY] = ArrayRecord({"g": Array(np.ascontiguousarray(g, np.float64))})
+        self.state[_G_KEY] = ArrayRecord({"g": to_flower_array(np.asarray(g, np.float64))})
         self.state[_META_KEY] = ConfigRecord({"version": version})
 
     def base(self, expected_version: int, recompute: Callable[[], np.ndarray] | None,
