@@ -152,12 +152,22 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _print_summary(cfg: RunConfig, results: dict) -> None:
+    rows = _submodel_rows(cfg, results) if cfg.task == "submodel" else _classification_rows(
+        cfg, results)
+    width = max(len(k) for k, _ in rows)
+    print("-" * (width + 40))
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print("-" * (width + 40))
+
+
+def _classification_rows(cfg: RunConfig, results: dict) -> list[tuple[str, str]]:
     summary = results["summary"]
 
     def pct(x: float | None) -> str:
         return f"{100 * x:.2f}%" if x is not None else "-"
 
-    rows = [
+    return [
         ("run", cfg.name),
         ("runtime", results["runtime"]),
         ("algorithm / model", f"{cfg.algorithm} / {cfg.model}"),
@@ -170,20 +180,43 @@ def _print_summary(cfg: RunConfig, results: dict) -> None:
                                f"(round {summary.get('best_round', '-')})"),
         ("final test loss", f"{summary['final_loss']:.4f}" if summary["final_loss"] else "-"),
         ("rejected replies", str(summary["total_rejected"])),
-        *([("final test AUC / HR@10", f"{summary['final_auc']:.4f} / "
-                                       f"{summary['final_hr10']:.4f}"),
-           ("mean bytes down / up per client", f"{summary['mean_download_bytes']:.0f} / "
-                                                f"{summary['mean_upload_bytes']:.0f}")]
-          if summary.get("final_auc") is not None else []),
         ("mean seconds / round", f"{summary['mean_round_seconds']:.3f}"),
         ("results", str(cfg.results_dir / "results.json")),
         ("plot", str(cfg.results_dir / "accuracy.png")),
     ]
-    width = max(len(k) for k, _ in rows)
-    print("-" * (width + 40))
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    print("-" * (width + 40))
+
+
+def _submodel_rows(cfg: RunConfig, results: dict) -> list[tuple[str, str]]:
+    """The summary of a submodel run: no classifier, algorithm, accuracy or plot apply."""
+    summary = results["summary"]
+    section = results.get("submodel") or {}
+
+    def num(x: float | None, fmt: str = ".4f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    mode = cfg.submodel_mode
+    privacy = "-" if mode != "secure" else (
+        f"{cfg.submodel_preset} (epsilon per round {num(section.get('epsilon_round'), '.3f')}"
+        f", long-term {num(section.get('epsilon_long_term'), '.3f')})"
+        if section.get("epsilon_round") is not None
+        else f"{cfg.submodel_preset} (no privacy: epsilon unbounded)")
+    return [
+        ("run", cfg.name),
+        ("runtime", results["runtime"]),
+        ("task / mode", f"submodel / {mode}"),
+        ("privacy preset", privacy),
+        ("dataset / embedding dim", f"{cfg.dataset} / {cfg.embedding_dim}"),
+        ("clients (N) / per round (K)", f"{cfg.num_clients} / {cfg.clients_per_round}"),
+        ("rounds", str(summary["rounds"])),
+        ("final test AUC / HR@10", f"{num(summary.get('final_auc'))} / "
+                                   f"{num(summary.get('final_hr10'))}"),
+        ("best test AUC", num(summary.get("best_auc"))),
+        ("mean bytes down / up per client", f"{num(summary.get('mean_download_bytes'), '.0f')}"
+                                            f" / {num(summary.get('mean_upload_bytes'), '.0f')}"),
+        ("aborted rounds", str(summary.get("aborted_rounds") or "-")),
+        ("mean seconds / round", f"{summary['mean_round_seconds']:.3f}"),
+        ("results", str(cfg.results_dir / "results.json")),
+    ]
 
 
 def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:

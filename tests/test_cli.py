@@ -34,6 +34,21 @@ def test_simulate_writes_results_and_prints_summary(tmp_path, capsys):
     assert (tmp_path / "run" / "accuracy.png").stat().st_size > 1000
 
 
+def test_simulate_summary_of_a_submodel_run_names_its_own_figures(tmp_path, capsys):
+    code = main(["simulate", "--config", "simulations/submodel_movielens.toml",
+                 "--set", "dataset=synthetic-rec", "--set", "num_items=80",
+                 "--set", "num_clients=6", "--set", "clients_per_round=5", "--set", "rounds=1",
+                 "--set", "embedding_dim=3", "--set", "eval_every=1",
+                 "--output-dir", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "task / mode" in out and "submodel / secure" in out
+    assert "eps2 (epsilon per round 2.019, long-term 2.708)" in out
+    assert "final test AUC / HR@10" in out and "mean bytes down / up per client" in out
+    for absent in ("accuracy", "algorithm", "plot", "partition"):
+        assert absent not in out
+
+
 def test_bad_override_exits_2_with_the_key_named(capsys):
     assert main(["simulate", "--set", "rounds=zero"]) == 2
     err = capsys.readouterr().err

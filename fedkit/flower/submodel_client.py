@@ -10,7 +10,8 @@
 * ``report-perturbed-set``: double randomized response over the received union U with this
   client's permanent answers (:class:`~fedkit.submodel.rr.PermanentMemo`), then the upload's
   advertise-keys stage, whose message carries S'';
-* ``download-submodel``: the upload's share-keys stage; keep the received rows of S'';
+* ``download-submodel``: the upload's share-keys stage; keep the received rows of S''
+  (they come without ids, in the order of S'', which the client kept from the report);
 * ``train-masked-update``: train on the succinct set S ∩ S'', mask the row updates, 0/1
   counts and dense update (:class:`~fedkit.privacy.submodel_secagg.SubmodelSecAggClient`);
 * ``unmask``: the upload's unmask stage.
@@ -47,7 +48,11 @@ from fedkit.flower.submodel_task import load_rec_data, local_update
 from fedkit.flower.task import client_id_of, node_run_config
 from fedkit.models.recommender import init_user_vector
 from fedkit.privacy.secagg import SecAggClient, SecAggProtocolError, decode_message
-from fedkit.privacy.submodel_secagg import SubmodelSecAggClient, decode_submodel_message
+from fedkit.privacy.submodel_secagg import (
+    SubmodelSecAggClient,
+    decode_row_set,
+    decode_submodel_message,
+)
 from fedkit.submodel import PRESETS, PermanentMemo, index_vector, perturb, random_valued_filter
 from fedkit.submodel import succinct_set as succinct
 from fedkit.training.recsys import auc_hr
@@ -205,26 +210,37 @@ def _unmask(phase: Phase, cls: type[SecAggClient], decode):
 
 
 def _report(msg, context, cfg, client_id, record) -> Message:
-    union = numpy_arrays(msg.content["union"])["ids"]
+    union = decode_row_set(record["union"], "the union U")
+    config = read_config(record)
+    if union.size > config.num_rows:
+        raise SecAggProtocolError(f"client {client_id}: the union has {union.size} rows but "
+                                  f"the upload's row space only {config.num_rows}")
     real = load_rec_data(cfg).index_set(client_id)
     perturbed, memo = perturb(real, union, _memo(context), PRESETS[cfg.submodel_preset],
                               _os_rng())
     context.state[MEMO_KEY] = arrays(**memo.state_dict())
-    client = SubmodelSecAggClient(read_config(record), client_id, perturbed)
+    # the upload's row i is union item U[i]; S'' is a subset of U
+    client = SubmodelSecAggClient(config, client_id, np.searchsorted(union, perturbed))
     out = client.advertise_keys()
     _save_protocol(context, client)
+    context.state[SUBMODEL_KEY] = arrays(ids=np.asarray(perturbed, np.int64))
     return _reply(msg, Phase.REPORT, out.to_bytes())
 
 
 def _download(msg, context, cfg, client_id, record) -> Message:
     client = _restore(context, SubmodelSecAggClient, read_config(record), Phase.DOWNLOAD)
+    stored = context.state.array_records.get(SUBMODEL_KEY)
+    if stored is None:
+        raise SecAggProtocolError(f"client {client_id}: download arrived but it holds no "
+                                  "perturbed set (it missed the report phase)")
+    ids = numpy_arrays(stored)["ids"]
     sub = numpy_arrays(msg.content["submodel"])
-    if not np.array_equal(sub["ids"], client.rows):
-        raise SecAggProtocolError(f"client {client_id}: the downloaded rows are not the rows "
-                                  "of its perturbed set")
+    if sub["rows"].ndim != 2 or sub["rows"].shape[0] != ids.size:
+        raise SecAggProtocolError(f"client {client_id}: downloaded {sub['rows'].shape} rows, "
+                                  f"expected one per id of its perturbed set ({ids.size})")
     out = client.share_keys(decode_submodel_message(record["payload"]))
     _save_protocol(context, client)
-    context.state[SUBMODEL_KEY] = msg.content["submodel"]
+    context.state[SUBMODEL_KEY] = arrays(ids=ids, **sub)
     return _reply(msg, Phase.DOWNLOAD, out.to_bytes())
 
 

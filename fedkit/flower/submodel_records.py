@@ -5,9 +5,11 @@ the ConfigRecord :data:`SUBMODEL_RECORD`: ``phase`` (a :class:`Phase`), ``server
 ``client-id`` (the stable id the client takes in the protocols), ``payload`` (a protocol
 message in fedkit's secure-aggregation wire format, or empty) and, in the secure phases, the
 round's :class:`~fedkit.privacy.secagg.SecAggConfig` (``SubmodelSecAggConfig`` for the
-upload) as ``secagg-*`` fields. Arrays travel in ArrayRecords: ``model`` (the whole table and
-dense part), ``submodel`` (``ids``, ``rows``, ``w``, ``c``), ``index-set`` (``ids``),
-``union`` (``ids``), ``update`` (``ids``, ``rows``, ``counts``, ``dense``). Replies carry the
+upload) as ``secagg-*`` fields; the report phase adds ``union`` (U as
+:func:`~fedkit.privacy.submodel_secagg.encode_row_set` bytes). Arrays travel in
+ArrayRecords: ``model`` (the whole table and dense part), ``submodel`` (``ids`` (plain mode
+only: a secure client knows its S''), ``rows``, ``w``, ``c``), ``index-set`` (``ids``),
+``update`` (``ids``, ``rows``, ``counts``, ``dense``). Replies carry the
 same ConfigRecord with the phase and the client's protocol message, and a MetricRecord
 ``metrics``. Evaluation uses :data:`EVAL_TYPE` (``evaluate.submodel``).
 

@@ -6,19 +6,24 @@ Eight exchanges per round (reference/submodel.md §2; the flow with sizes is in
 1-4. **Private set union** -- SecAgg's four stages (:class:`~fedkit.privacy.secagg.SecAggServer`)
      on each client's random-valued index vector or Bloom filter of its real set S
      (``masked_ring_input``); the server decodes the union U from the exact ring sum.
-5.   **report** -- U goes down with the upload's protocol parameters; each client applies
-     double randomized response with its memoised permanent answers and replies the upload's
-     advertise-keys message, which carries S'' (the report of S'' and stage 0 of the upload
-     share one round trip).
-6.   **download** -- the upload's key roster (every S'') and the rows of S''_u plus the dense
-     part go down together (stage 1 of the upload); the client keeps the rows.
+5.   **report** -- U goes down (compactly encoded, ``encode_row_set``) with the upload's
+     protocol parameters; each client applies double randomized response with its memoised
+     permanent answers and replies the upload's advertise-keys message, which carries S''
+     (the report of S'' and stage 0 of the upload share one round trip).
+6.   **download** -- the upload's keys broadcast (every roster key and the S'' of the
+     client's graph neighbours, ``secagg_neighbours``) and the rows of S''_u plus the dense
+     part go down together (stage 1 of the upload); the client keeps the rows. The rows
+     travel without their ids: the client knows S''_u.
 7.   **train** -- the routed shares go down; the client trains on S ∩ S'' and replies its
      masked row updates, 0/1 counts and dense update weighted by its sample count.
 8.   **unmask** -- as SecAgg; the server removes the masks
      (:class:`~fedkit.privacy.submodel_secagg.SubmodelSecAggServer`).
 
 The two protocol instances have their own fresh keys and are bound to round ids ``2r`` (PSU)
-and ``2r + 1`` (upload). The upload's cohort is the PSU's survivors (their sets are in U).
+and ``2r + 1`` (upload). The upload's row space is the union: row ``i`` of the protocol is
+item ``U[i]`` (``num_rows = |U|``), so a row-set bitmap costs one bit per union item, and the
+server's ring table has |U| rows; the sums are scattered back to item ids at the end.
+The upload's cohort is the PSU's survivors (their sets are in U).
 Clients that fail are dropped with a logged reason; below the threshold at any stage the
 round aborts (:class:`SecureRoundResult` ``aborted`` names why) and the caller keeps the
 model.
@@ -50,6 +55,7 @@ from fedkit.privacy.submodel_secagg import (
     SubmodelSecAggConfig,
     SubmodelSecAggServer,
     decode_submodel_message,
+    encode_row_set,
 )
 from fedkit.submodel import bloom_size, decode_index_vector, decode_union
 
@@ -161,7 +167,16 @@ def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
         reason = f"secure round aborted: {exc}"
         logger.error("submodel round %s: %s; the model is unchanged", server_round, reason)
         return outcome(aborted=reason)
-    return outcome(result)
+    return outcome(_to_items(result, state["union_ids"], num_items))
+
+
+def _to_items(result, union: np.ndarray, num_items: int):
+    """The upload's sums over union positions scattered to item ids (other rows: zero)."""
+    row_sums = np.zeros((num_items, result.row_sums.shape[1]))
+    row_counts = np.zeros(num_items, dtype=np.int64)
+    row_sums[union] = result.row_sums[: union.size]
+    row_counts[union] = result.row_counts[: union.size]
+    return dataclasses.replace(result, row_sums=row_sums, row_counts=row_counts)
 
 
 def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items: int,
@@ -216,28 +231,25 @@ def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
     base = settings.protocol_config(len(cohort), dense_length, round_id=2 * server_round + 1,
                                     run_id=run_id, weighted=True)
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
-    config = SubmodelSecAggConfig(**fields, num_rows=items.shape[0],
+    union_ids = state["union_ids"]
+    config = SubmodelSecAggConfig(**fields, num_rows=max(1, union_ids.size),
                                   row_width=items.shape[1])
     server = SubmodelSecAggServer(config, client_ids=cohort)
     r = server_round
     start = time.perf_counter()
-    contents = _contents(ex, Phase.REPORT, cohort, config, r, lambda c: b"")
-    union = arrays(ids=state["union_ids"])
-    for content in contents.values():
-        content["union"] = union
+    union = encode_row_set(union_ids)
+    contents = _contents(ex, Phase.REPORT, cohort, config, r, lambda c: b"", union=union)
     replies = ex.send(Phase.REPORT, contents)
     accepted = _accept(ex, Phase.REPORT, server, replies, decode_submodel_message)
-    state["reporters"].update({cid: int(m.rows.size) for cid, m in accepted.items()})
-    keys = server.broadcast_keys()
+    positions = {cid: np.asarray(m.rows, np.int64) for cid, m in accepted.items()}
+    state["reporters"].update({cid: int(p.size) for cid, p in positions.items()})
+    keys = {cid: m.to_bytes() for cid, m in server.broadcast_keys().items()}
     seconds["report"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    payload = keys.to_bytes()
-    contents = _contents(ex, Phase.DOWNLOAD, keys.rows, config, r, lambda c: payload)
+    contents = _contents(ex, Phase.DOWNLOAD, keys, config, r, keys.__getitem__)
     for cid, content in contents.items():
-        rows = keys.rows[cid]
-        content["submodel"] = arrays(ids=np.asarray(rows, np.int64), rows=items[rows],
-                                     **dense)
+        content["submodel"] = arrays(rows=items[union_ids[positions[cid]]], **dense)
         state["submodel"].append(content_bytes(RecordDict({"submodel": content["submodel"]})))
     replies = ex.send(Phase.DOWNLOAD, contents)
     _accept(ex, Phase.DOWNLOAD, server, replies, decode_submodel_message)

@@ -24,7 +24,8 @@ over the clients that answered (``auc_hr`` averages over users the same way).
 as Flower serialises the contents), round trips, seconds per phase, the clients whose update
 is in the model, rows updated, union and perturbed-set sizes, AUC and HR@10 on evaluation
 rounds, an abort reason if any; and ``submodel``: the mode, the preset's p1..p4 and epsilons
-and, in secure mode, each client's privacy ledger entry (:class:`~fedkit.submodel.ledger.
+(``null`` with ``epsilon_unbounded: true`` when infinite, so the file is strict JSON) and, in
+secure mode, each client's privacy ledger entry (:class:`~fedkit.submodel.ledger.
 PrivacyLedger`: a client is charged a round when the server received its S'').
 """
 
@@ -83,6 +84,12 @@ class SubmodelLog(RunLog):
             "aborted_rounds": [r["round"] for r in self.rounds if r.get("aborted")],
         })
         return doc
+
+
+def _finite(epsilon: float) -> float | None:
+    """An epsilon for JSON: None (``null``) when infinite -- a preset without privacy such
+    as ``cpp1`` -- so strict parsers accept the file; ``epsilon_unbounded`` flags it."""
+    return float(epsilon) if np.isfinite(epsilon) else None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -280,15 +287,19 @@ def run_submodel_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower"
         logger.info("submodel round %s (%s): %s clients, down %.0f B, up %.0f B, AUC %s", r,
                     cfg.submodel_mode, record["num_replies"], down, up,
                     record.get("test_auc"))
+    eps = epsilon_round(params)
     log.submodel = {
         "mode": cfg.submodel_mode, "preset": cfg.submodel_preset,
         "params": {"p1": params.p1, "p2": params.p2, "p3": params.p3, "p4": params.p4},
-        "epsilon_round": epsilon_round(params), "epsilon_long_term": epsilon_long_term(params),
+        "epsilon_round": _finite(eps),
+        "epsilon_long_term": _finite(epsilon_long_term(params)),
+        "epsilon_unbounded": not np.isfinite(eps),
         "num_items": num_items,
         "privacy": None if cfg.submodel_mode != "secure" else [
             {"client_id": p.client_id, "rounds": list(p.rounds),
-             "epsilon_round": p.epsilon_round, "epsilon_spent": p.epsilon_spent,
-             "epsilon_long_term": p.epsilon_long_term} for p in ledger.reports()],
+             "epsilon_round": _finite(p.epsilon_round),
+             "epsilon_spent": _finite(p.epsilon_spent),
+             "epsilon_long_term": _finite(p.epsilon_long_term)} for p in ledger.reports()],
     }
     path = log.write(cfg.results_dir)
     logger.info("submodel run %r finished in %.1f s; results in %s", cfg.name,

@@ -217,8 +217,8 @@ def drive_round(
         server_seconds[stage] = elapsed
 
     step(Stage.ADVERTISE_KEYS, None, lambda cid, _: clients[cid].advertise_keys())
-    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, lambda: server.broadcast_keys().to_bytes())
-    step(Stage.SHARE_KEYS, lambda cid: keys, lambda cid, msg: clients[cid].share_keys(msg))
+    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, lambda: _serialise(server.broadcast_keys()))
+    step(Stage.SHARE_KEYS, keys, lambda cid, msg: clients[cid].share_keys(msg))
     routed = _timed(
         server_seconds,
         Stage.SHARE_KEYS,
@@ -235,6 +235,15 @@ def drive_round(
     return report_cls(
         result, client_seconds, server_seconds, rejected, stage_seconds, bytes_up, bytes_down
     )
+
+
+def _serialise(broadcast) -> Callable[[int], bytes]:
+    """The keys broadcast as ``cid -> bytes``: one message for all, or one per client."""
+    if isinstance(broadcast, Mapping):
+        per_client = {cid: message.to_bytes() for cid, message in broadcast.items()}
+        return per_client.__getitem__
+    data = broadcast.to_bytes()
+    return lambda cid: data
 
 
 def _timed(seconds: dict[Stage, float], stage: Stage, fn: Callable[[], object]):

@@ -23,11 +23,12 @@ class SubmodelSecAggClient(SecAggClient):
     """One client of one submodel-aware round: SecAgg's four stages over a per-row layout.
 
     The client's perturbed row set S''_u is public: it travels with its keys
-    (:class:`SubmodelAdvertiseKeys`) and the server broadcasts every client's set
-    (:class:`SubmodelKeysBroadcast`). Its masked vector holds one block ``[w values, count]``
-    per row of S''_u, then the weighted dense part and the weight fraction; the self mask
-    covers it all; the pairwise mask with a neighbour v is one PRG(s_uv) stream laid over the
-    blocks of the rows in S''_u ∩ S''_v (increasing id) and then the dense part and weight.
+    (:class:`SubmodelAdvertiseKeys`) and the server sends each client the sets of its graph
+    neighbours (:class:`SubmodelKeysBroadcast`; all of them on the complete graph). Its
+    masked vector holds one block ``[w values, count]`` per row of S''_u, then the weighted
+    dense part and the weight fraction; the self mask covers it all; the pairwise mask with
+    a neighbour v is one PRG(s_uv) stream laid over the blocks of the rows in S''_u ∩ S''_v
+    (increasing id) and then the dense part and weight.
 
     Args:
         config: The round's :class:`SubmodelSecAggConfig` (identical on every party).
@@ -64,12 +65,12 @@ class SubmodelSecAggClient(SecAggClient):
         )
 
     def share_keys(self, broadcast: SubmodelKeysBroadcast) -> ShareKeys:
-        """Stage 1: SecAgg's roster checks, then the row sets: its own echoed, valid sets.
+        """Stage 1: SecAgg's roster checks, then the row sets: exactly its neighbours', valid.
 
         Raises:
             SecAggProtocolError: As :meth:`SecAggClient.share_keys`; not a
-                :class:`SubmodelKeysBroadcast`; its own row set missing or altered; a
-                neighbour's row set missing or invalid.
+                :class:`SubmodelKeysBroadcast` or addressed to another client; row sets of
+                other clients than its graph neighbours; a neighbour's row set invalid.
             SecAggAbort: Fewer than ``threshold`` clients in the neighbourhood.
         """
         if isinstance(broadcast, SubmodelKeysBroadcast):
@@ -90,18 +91,25 @@ class SubmodelSecAggClient(SecAggClient):
             raise SecAggProtocolError(
                 f"client {me} expected a SubmodelKeysBroadcast, got {type(broadcast).__name__}"
             )
-        own = broadcast.rows.get(me)
-        if own is None or not np.array_equal(np.asarray(own), self.rows):
+        if broadcast.client_id != me:
             raise SecAggProtocolError(
-                f"client {me}: its own row set is missing or altered in the roster"
+                f"client {me} received the keys broadcast addressed to client "
+                f"{broadcast.client_id}"
             )
-        peers = {}
-        for v in sorted(self._neighbours):
-            if v not in broadcast.rows:
-                raise SecAggProtocolError(f"client {me}: roster lacks the row set of client {v}")
-            name = f"client {me}: row set of client {v}"
-            peers[v] = check_rows(broadcast.rows[v], c, name, error=SecAggProtocolError)
-        return peers
+        listed = frozenset(broadcast.rows)
+        if listed != self._neighbours:
+            missing, extra = sorted(self._neighbours - listed), sorted(listed - self._neighbours)
+            raise SecAggProtocolError(
+                f"client {me}: the roster's row sets do not match its graph neighbours "
+                f"(missing {missing}, not neighbours {extra})"
+            )
+        return {
+            v: check_rows(
+                broadcast.rows[v], c, f"client {me}: row set of client {v}",
+                error=SecAggProtocolError,
+            )
+            for v in sorted(self._neighbours)
+        }
 
     def masked_input(
         self,

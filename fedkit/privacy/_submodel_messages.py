@@ -5,15 +5,19 @@ u64 round_id``), two new type bytes:
 
 * 8 ``SubmodelAdvertiseKeys`` (client -> server): ``u64 id | enc_pk (32) | mask_pk (32) |
   rows``, the client's keys and its public perturbed row set S''_u;
-* 9 ``SubmodelKeysBroadcast`` (server -> all): the key map of ``KeysBroadcast`` then
-  ``u32 count | (u64 id | rows)*``, every roster client's S'' (ids strictly increasing and
-  equal to the key map's).
+* 9 ``SubmodelKeysBroadcast`` (server -> one client u): ``u64 u`` (the recipient), the key
+  map of ``KeysBroadcast`` (every roster client: a client needs all keys to recompute the
+  graph seed, which the server therefore cannot choose), then ``u32 count | (u64 id |
+  rows)*``: the row sets S''_v of u's graph neighbours v only (ids strictly increasing, each
+  in the key map, u itself not listed). With SecAgg+'s k-regular graph the row sets cost
+  O(k) per client instead of O(n); the key map stays 76 bytes per roster client.
 
-A row set is ``u32 count | count * u64`` (big-endian), strictly increasing, each below 2^63.
-The other stages reuse ``ShareKeys``, ``SharesBroadcast``, ``MaskedInput`` (a ring vector of
-the client's layout length), ``UnmaskRequest`` and ``UnmaskResponse`` unchanged.
-``from_bytes`` refuses what SecAgg's messages refuse, plus unsorted, duplicate or too large
-row ids and a row map that does not match the key map.
+A row set is encoded by ``_submodel_rowsets`` (the shorter of gap varints and a bitmap over
+its range). The other stages reuse ``ShareKeys``, ``SharesBroadcast``, ``MaskedInput`` (a
+ring vector of the client's layout length), ``UnmaskRequest`` and ``UnmaskResponse``
+unchanged. ``from_bytes`` refuses what SecAgg's messages refuse, plus malformed row sets and
+a row map that names a client without keys or the recipient itself; whether the row map
+lists exactly the recipient's neighbours is checked by the client, which knows the graph.
 """
 
 from __future__ import annotations
@@ -27,30 +31,19 @@ import numpy as np
 
 from fedkit.privacy._secagg_config import SecAggProtocolError
 from fedkit.privacy._secagg_messages import _HEADER, _blobs, _Message, _Reader, decode_message
+from fedkit.privacy._submodel_rowsets import encode_row_set, read_row_set
 from fedkit.privacy.hazmat.keys import KEY_SIZE
 
 __all__ = ["SubmodelAdvertiseKeys", "SubmodelKeysBroadcast", "decode_submodel_message"]
 
-_ROW_DTYPE = np.dtype(">u8")
 
 
 def _rows_bytes(rows: np.ndarray) -> bytes:
-    values = np.asarray(rows, dtype=np.int64)
-    return struct.pack(">I", values.size) + values.astype(_ROW_DTYPE).tobytes()
+    return encode_row_set(np.asarray(rows, dtype=np.int64))
 
 
 def _read_rows(reader: _Reader, name: str, owner: int) -> np.ndarray:
-    (count,) = reader.unpack(">I")
-    raw = np.frombuffer(reader.take(count * _ROW_DTYPE.itemsize), dtype=_ROW_DTYPE)
-    if count and int(raw.max()) >= 1 << 63:
-        raise SecAggProtocolError(f"{name} row set of client {owner} has an id >= 2^63")
-    rows = raw.astype(np.int64)
-    if count > 1 and not np.all(rows[1:] > rows[:-1]):
-        raise SecAggProtocolError(
-            f"{name} row set of client {owner} is not strictly increasing (unsorted or duplicate)"
-        )
-    rows.flags.writeable = False
-    return rows
+    return read_row_set(reader.take, reader.unpack, f"{name} row set of client {owner}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -86,15 +79,18 @@ class SubmodelAdvertiseKeys(_Message):
 
 @dataclass(frozen=True, repr=False)
 class SubmodelKeysBroadcast(_Message):
-    """Stage 0 -> 1, server -> all: the roster's keys (``enc | mask``) and row sets S''."""
+    """Stage 0 -> 1, server -> client u: every roster key (``enc | mask``) and the row sets
+    S''_v of u's graph neighbours v."""
 
     TYPE: ClassVar[int] = 9
+    client_id: int  # the recipient u
     public_keys: MappingProxyType  # int -> bytes (64)
-    rows: MappingProxyType  # int -> int64 array
+    rows: MappingProxyType  # neighbour id -> int64 array
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
-        parts = [self._header(), _blobs(self.public_keys), struct.pack(">I", len(self.rows))]
+        parts = [self._header(), struct.pack(">Q", self.client_id), _blobs(self.public_keys),
+                 struct.pack(">I", len(self.rows))]
         for cid in sorted(self.rows):
             parts.append(struct.pack(">Q", cid) + _rows_bytes(self.rows[cid]))
         return b"".join(parts)
@@ -103,6 +99,7 @@ class SubmodelKeysBroadcast(_Message):
     def from_bytes(cls, data: bytes) -> SubmodelKeysBroadcast:
         """Decode; raises :class:`SecAggProtocolError` on malformed input."""
         reader, run_id, round_id = cls._open(data)
+        (recipient,) = reader.unpack(">Q")
         keys = reader.blobs(2 * KEY_SIZE)
         (count,) = reader.unpack(">I")
         rows: dict[int, np.ndarray] = {}
@@ -116,12 +113,17 @@ class SubmodelKeysBroadcast(_Message):
             previous = cid
             rows[cid] = _read_rows(reader, cls.__name__, cid)
         reader.done()
-        if set(rows) != set(keys):
+        if recipient not in keys:
             raise SecAggProtocolError(
-                f"{cls.__name__} lists row sets of clients {sorted(rows)} but keys of "
-                f"clients {sorted(keys)}; they must match"
+                f"{cls.__name__} for client {recipient} lacks the recipient's own keys"
             )
-        return cls(run_id, round_id, keys, MappingProxyType(rows))
+        strangers = sorted(set(rows) - set(keys))
+        if strangers or recipient in rows:
+            raise SecAggProtocolError(
+                f"{cls.__name__} for client {recipient} lists row sets of clients "
+                f"{strangers or [recipient]} that are not its peers in the key map"
+            )
+        return cls(run_id, round_id, recipient, keys, MappingProxyType(rows))
 
 
 _TYPES = {cls.TYPE: cls for cls in (SubmodelAdvertiseKeys, SubmodelKeysBroadcast)}

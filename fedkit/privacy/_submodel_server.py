@@ -27,9 +27,10 @@ class SubmodelSecAggServer(SecAggServer):
     """The server of one submodel-aware round: SecAgg's stages, a per-row global ring table.
 
     Keys arrive with each client's public row set S''_u (:class:`SubmodelAdvertiseKeys`);
-    :meth:`broadcast_keys` publishes every set. A masked vector must have the length of its
-    sender's layout; its row blocks are scatter-added into a ``[V, w + 1]`` ring table at the
-    rows of S''_u, its tail into the dense accumulator. :meth:`aggregate` subtracts each
+    :meth:`broadcast_keys` sends each client the sets of its graph neighbours. A masked
+    vector must have the length of its sender's layout; its row blocks are scatter-added
+    into a ``[V, w + 1]`` ring table at the rows of S''_u, its tail into the dense
+    accumulator. :meth:`aggregate` subtracts each
     survivor's self mask laid out the same way and, for each dropped client u, the stream
     PRG(s_uv) of every surviving neighbour v at the rows of S''_u ∩ S''_v and the tail.
 
@@ -84,15 +85,27 @@ class SubmodelSecAggServer(SecAggServer):
         super()._receive_keys(message)
         self._rows[cid] = rows
 
-    def broadcast_keys(self) -> SubmodelKeysBroadcast:
-        """Close stage 0: fix roster and graph; return every client's keys and row set.
+    def broadcast_keys(self) -> dict[int, SubmodelKeysBroadcast]:
+        """Close stage 0: fix roster and graph; return, per client, its keys broadcast.
+
+        Client u's message holds every roster key (u needs them all to recompute the graph
+        seed) and the row sets of u's graph neighbours only: those are the sets its pairwise
+        masks are laid over, so with a k-regular graph the row sets cost O(k) per client.
 
         Raises:
             SecAggAbort: Fewer than ``threshold`` clients advertised keys.
         """
         keys = super().broadcast_keys()
-        rows = MappingProxyType({cid: self._rows[cid] for cid in sorted(self._rows)})
-        return SubmodelKeysBroadcast(keys.run_id, keys.round_id, keys.public_keys, rows)
+        return {
+            cid: SubmodelKeysBroadcast(
+                keys.run_id,
+                keys.round_id,
+                cid,
+                keys.public_keys,
+                MappingProxyType({v: self._rows[v] for v in sorted(self._graph[cid])}),
+            )
+            for cid in sorted(self._rows)
+        }
 
     def _add_masked(self, message: MaskedInput) -> None:
         c, cid, masked = self.config, message.client_id, message.masked

@@ -65,6 +65,7 @@ from fedkit.privacy._submodel_result import (
     SubmodelSecAggResult,
     row_average,
 )
+from fedkit.privacy._submodel_rowsets import decode_row_set, encode_row_set
 from fedkit.privacy._submodel_server import SubmodelSecAggServer
 
 __all__ = [
@@ -76,7 +77,9 @@ __all__ = [
     "SubmodelSecAggResult",
     "SubmodelSecAggServer",
     "SubmodelUpdate",
+    "decode_row_set",
     "decode_submodel_message",
+    "encode_row_set",
     "row_average",
     "run_submodel_secagg",
 ]

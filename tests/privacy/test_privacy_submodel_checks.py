@@ -50,9 +50,9 @@ def _to_masked_input(config=None, rows=None):
     server = SubmodelSecAggServer(config, client_ids=list(rows))
     for client in clients.values():
         server.receive(decode_submodel_message(client.advertise_keys().to_bytes()))
-    keys = decode_submodel_message(server.broadcast_keys().to_bytes())
-    for client in clients.values():
-        server.receive(client.share_keys(keys))
+    keys = {cid: m.to_bytes() for cid, m in server.broadcast_keys().items()}
+    for cid, client in clients.items():
+        server.receive(client.share_keys(decode_submodel_message(keys[cid])))
     return clients, server, server.route_shares()
 
 
@@ -187,8 +187,12 @@ def test_server_rejects_a_plain_advertise_keys_and_bad_row_sets():
     server.receive(advertise(1, [2, 3]))
     with pytest.raises(SecAggProtocolError, match="duplicate AdvertiseKeys from client 1"):
         server.receive(advertise(1, [2, 3]))
-    broadcast = server.broadcast_keys()
-    assert {cid: r.tolist() for cid, r in broadcast.rows.items()} == {0: [0, 2], 1: [2, 3]}
+    broadcasts = server.broadcast_keys()  # complete graph: each gets the other's set only
+    assert {cid: {v: r.tolist() for v, r in b.rows.items()} for cid, b in broadcasts.items()} == {
+        0: {1: [2, 3]},
+        1: {0: [0, 2]},
+    }
+    assert all(b.client_id == cid and set(b.public_keys) == {0, 1} for cid, b in broadcasts.items())
 
 
 def test_server_rejects_a_masked_vector_of_another_layout():
@@ -212,7 +216,11 @@ def _rows_tamper(change_fn, victim=1):
             message = decode_submodel_message(data)
             rows = change_fn(dict(message.rows))
             return SubmodelKeysBroadcast(
-                message.run_id, message.round_id, message.public_keys, MappingProxyType(rows)
+                message.run_id,
+                message.round_id,
+                message.client_id,
+                message.public_keys,
+                MappingProxyType(rows),
             ).to_bytes()
         return data
 
@@ -222,10 +230,13 @@ def _rows_tamper(change_fn, victim=1):
 @pytest.mark.parametrize(
     ("change_fn", "message"),
     [
-        (lambda r: {**r, 1: np.array([2], np.int64)}, "its own row set is missing or altered"),
+        (
+            lambda r: {v: s for v, s in r.items() if v != 2},
+            r"the roster's row sets do not match its graph neighbours \(missing \[2\], not",
+        ),
         (lambda r: {**r, 2: np.array([1, 9], np.int64)}, r"row set of client 2: row ids must lie"),
     ],
-    ids=["own-altered", "neighbour-out-of-range"],
+    ids=["neighbour-missing", "neighbour-out-of-range"],
 )
 def test_client_refuses_a_keys_broadcast_with_altered_rows(change_fn, message):
     config = _config(num_clients=4)
@@ -255,9 +266,9 @@ def test_client_refuses_a_plain_keys_broadcast():
 
 # -- wire format ----------------------------------------------------------------------------
 def _broadcast():
-    keys = {cid: bytes([cid]) * 64 for cid in (3, 8)}
+    keys = {cid: bytes([cid]) * 64 for cid in (3, 5, 8)}
     rows = {3: np.array([0, 4], np.int64), 8: np.array([], np.int64)}
-    return SubmodelKeysBroadcast(1, 2, MappingProxyType(keys), MappingProxyType(rows))
+    return SubmodelKeysBroadcast(1, 2, 5, MappingProxyType(keys), MappingProxyType(rows))
 
 
 def test_messages_round_trip_and_decode_by_type():
@@ -274,43 +285,74 @@ def test_messages_round_trip_and_decode_by_type():
         decode_message(advert.to_bytes())  # SecAgg alone does not know the submodel types
 
 
-def _patch_rows(data, offset, values):
-    end = offset + 8 * len(values)
-    return data[:offset] + b"".join(struct.pack(">Q", v) for v in values) + data[end:]
-
-
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
         (lambda d: d[:-1], "truncated"),
         (lambda d: d + b"\0", "1 trailing bytes"),
         (lambda d: d[:4] + b"\x02" + d[5:], "wire version 2 unsupported"),
-        (lambda d: d[:5] + b"\x09" + d[6:], "expected a SubmodelAdvertiseKeys message, got unkn"),
-        (lambda d: _patch_rows(d, 98, [5, 5]), "not strictly increasing"),
-        (lambda d: _patch_rows(d, 98, [5, 1]), "not strictly increasing"),
-        (lambda d: _patch_rows(d, 98, [1, 2**63]), "has an id >= 2\\^63"),
+        (lambda d: d[:5] + b"\x09" + d[6:], "expected a SubmodelAdvertiseKeys message, got"),
+        (lambda d: d[:94] + b"\x07" + d[95:], "unknown row-set encoding 7"),
+        (lambda d: d[:98] + b"\x03" + d[99:], r"2 complete varints .*, expected 3"),  # count 3
     ],
 )
 def test_advertise_parsing_is_strict(mutate, message):
     data = SubmodelAdvertiseKeys(1, 2, 3, b"e" * 32, b"m" * 32, np.array([1, 5])).to_bytes()
-    assert data[94:98] == struct.pack(">I", 2)  # rows start at byte 98
+    # rows start at byte 94: kind 0 (gaps), count 2, 2 bytes: 1, 5 - 1 - 1
+    assert data[94:] == b"\x00" + struct.pack(">II", 2, 2) + bytes([1, 3])
     with pytest.raises(SecAggProtocolError, match=message):
         SubmodelAdvertiseKeys.from_bytes(mutate(data))
 
 
 def test_keys_broadcast_parsing_is_strict():
     good = _broadcast()
-    partial = SubmodelKeysBroadcast(1, 2, good.public_keys, MappingProxyType({3: good.rows[3]}))
-    with pytest.raises(SecAggProtocolError, match=r"row sets of clients \[3\] but keys of"):
-        SubmodelKeysBroadcast.from_bytes(partial.to_bytes())
+
+    def variant(recipient=5, rows=None):
+        rows = dict(good.rows) if rows is None else rows
+        return SubmodelKeysBroadcast(
+            1, 2, recipient, good.public_keys, MappingProxyType(rows)
+        ).to_bytes()
+
+    with pytest.raises(SecAggProtocolError, match="for client 6 lacks the recipient's own keys"):
+        SubmodelKeysBroadcast.from_bytes(variant(recipient=6))
+    with pytest.raises(SecAggProtocolError, match=r"row sets of clients \[9\] that are not"):
+        SubmodelKeysBroadcast.from_bytes(variant(rows={9: np.array([1])}))
+    with pytest.raises(SecAggProtocolError, match=r"row sets of clients \[5\] that are not"):
+        SubmodelKeysBroadcast.from_bytes(variant(rows={5: np.array([1])}))
     data = good.to_bytes()
-    start = len(data) - (4 + 28 + 12)  # u32 count, (id 3, 2 rows), (id 8, no rows)
-    first, second = data[start + 4 : start + 32], data[start + 32 :]
+    start = len(data) - (4 + 19 + 17)  # u32 count, (id 3, rows [0, 4]), (id 8, no rows)
+    first, second = data[start + 4 : start + 23], data[start + 23 :]
     swapped = data[: start + 4] + second + first
     with pytest.raises(SecAggProtocolError, match="unsorted or duplicate client ids"):
         SubmodelKeysBroadcast.from_bytes(swapped)
     with pytest.raises(SecAggProtocolError, match="truncated"):
         SubmodelKeysBroadcast.from_bytes(data[:-3])
+
+
+def test_keys_broadcast_row_sets_grow_with_the_degree_not_the_cohort():
+    # Every client holds 200 of 1 000 rows. A client's keys broadcast carries every roster key
+    # (76 bytes each: the graph seed hashes them all) plus the sets of its k neighbours only.
+    def download(n, k, seed=0):
+        rng = np.random.default_rng(seed)
+        rows = {cid: np.sort(rng.choice(1000, 200, replace=False)) for cid in range(n)}
+        config = SubmodelSecAggConfig.secagg_plus(
+            num_clients=n, vector_length=1, num_rows=1000, row_width=1, num_neighbours=k
+        )
+        updates = {
+            cid: SubmodelUpdate(r, np.zeros((200, 1)), np.ones(200), np.zeros(1))
+            for cid, r in rows.items()
+        }
+        result, report = run_submodel_secagg(updates, config, rng=np.random.default_rng(seed))
+        assert result.row_counts.sum() == 200 * n
+        return np.mean([report.bytes_down[cid][Stage.SHARE_KEYS] for cid in range(n)])
+
+    per_key = 8 + 4 + 64
+    per_set = 8 + 13 + 125  # id, bitmap header, <= 1000 bits
+    small, large = download(12, 4), download(48, 4)
+    assert large - small == pytest.approx(per_key * (48 - 12), abs=4 * 8)  # keys only
+    assert download(48, 12) - large == pytest.approx(per_set * (12 - 4), abs=8 * 8)
+    complete = download(12, 11)  # k = n - 1: the complete graph still works
+    assert complete - small == pytest.approx(per_set * (11 - 4), abs=7 * 8)
 
 
 # -- persistence between stages -------------------------------------------------------------
