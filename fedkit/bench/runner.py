@@ -91,6 +91,25 @@ def _check_manifest(suite: Suite) -> None:
             _check_same_run(run, recorded[run.name], str(path))
 
 
+def _merged_manifest(suite: Suite) -> dict[str, Any]:
+    """``suite.manifest()`` plus the runs an earlier invocation recorded in the same folder.
+
+    ``--only`` selects what to execute, not what the suite is: runs recorded by an earlier
+    ``fedkit bench`` of the same suite name (another ``--only`` selection) stay in
+    ``suite.json``, so ``fedkit report`` keeps summarising their results.
+    """
+    manifest = suite.manifest()
+    path = suite.output_dir / MANIFEST_FILE
+    if not path.is_file():
+        return manifest
+    earlier = json.loads(path.read_text())
+    if earlier.get("name") != suite.name:
+        return manifest
+    current = {run["name"] for run in manifest["runs"]}
+    manifest["runs"] += [run for run in earlier["runs"] if run["name"] not in current]
+    return manifest
+
+
 def _execute(config: dict[str, Any], engine: str, device: str, threads: int | None) -> float:
     """Run one config on the in-process grid; return its wall seconds (worker entry point)."""
     import torch
@@ -147,7 +166,8 @@ def run_suite(suite: Suite, *, jobs: int | None = None, engine: str = "batched",
     states = {run.name: run_state(run) for run in suite.runs}
     _check_manifest(suite)
     suite.output_dir.mkdir(parents=True, exist_ok=True)
-    (suite.output_dir / MANIFEST_FILE).write_text(json.dumps(suite.manifest(), indent=1) + "\n")
+    (suite.output_dir / MANIFEST_FILE).write_text(json.dumps(_merged_manifest(suite), indent=1)
+                                                  + "\n")
     todo = [run for run in suite.runs if states[run.name] != "finished"]
     outcomes = {run.name: RunOutcome(run.name, "finished", "skipped")
                 for run in suite.runs if states[run.name] == "finished"}

@@ -212,3 +212,18 @@ def test_bench_command_runs_a_suite_and_writes_the_summary(tmp_path, capsys):
     assert (row["algorithm"], row["rounds"], row["rounds_configured"]) == ("fedau", "2", "2")
     manifest = json.loads((tmp_path / "o" / "suite.json").read_text())
     assert manifest["runs"][0]["name"] == row["name"]
+
+
+def test_runs_selected_with_only_add_to_the_summary_of_earlier_selections(tmp_path):
+    # `--only` picks what to run now; runs an earlier selection finished stay in the suite.
+    path = write_suite(tmp_path, SUITE.replace("seed = [0, 1]", "seed = [0]"))
+    out = tmp_path / "out"
+    for algorithm in ("fedavg", "fedlaavg"):
+        suite = load_suite(path, ["rounds=2"], output_dir=out).only([f"algorithm={algorithm}"])
+        (outcome,) = run_suite(suite, quiet=True, stream=io.StringIO())
+        assert outcome.status == "ran"
+    manifest = json.loads((out / "suite.json").read_text())
+    assert sorted(run["config"]["algorithm"] for run in manifest["runs"]) == ["fedavg",
+                                                                               "fedlaavg"]
+    rows = read_csv(out / "summary.csv")
+    assert sorted(row["algorithm"] for row in rows) == ["fedavg", "fedlaavg"]
