@@ -24,7 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunLog", "environment_info", "read_results", "summarize", "RESULTS_FILE"]
+__all__ = ["RunLog", "dumps_results", "environment_info", "read_results", "summarize",
+           "RESULTS_FILE"]
 
 RESULTS_FILE = "results.json"
 _PACKAGES = ("fedkit", "flwr", "torch", "torchvision", "numpy", "ray")
@@ -130,9 +131,29 @@ class RunLog:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / RESULTS_FILE
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        tmp.write_text(dumps_results(self.to_dict()))
         tmp.replace(path)
         return path
+
+
+def dumps_results(document: dict[str, Any]) -> str:
+    """``document`` as JSON text that stays small and diffable for long runs.
+
+    One top-level key per line; each round record on a line of its own; the per-client
+    tables (``partition``, ``scenario_card``) without whitespace. A 3,000-round CIFAR-10 run
+    takes ~1.6 MB instead of ~9 MB with ``indent=1``. ``json.loads`` reads it back unchanged.
+    """
+    compact = {"separators": (",", ":")}
+    parts = []
+    for key, value in document.items():
+        if key == "rounds":
+            body = "[\n" + ",\n".join(json.dumps(r, **compact) for r in value) + "\n]"
+        elif key in ("partition", "scenario_card"):
+            body = json.dumps(value, **compact)
+        else:
+            body = json.dumps(value, indent=1).replace("\n", "\n ")
+        parts.append(f" {json.dumps(key)}: {body}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

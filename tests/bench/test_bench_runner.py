@@ -227,3 +227,15 @@ def test_runs_selected_with_only_add_to_the_summary_of_earlier_selections(tmp_pa
                                                                                "fedlaavg"]
     rows = read_csv(out / "summary.csv")
     assert sorted(row["algorithm"] for row in rows) == ["fedavg", "fedlaavg"]
+
+
+def test_results_file_keeps_one_round_per_line_and_reads_back_unchanged(suite_dir):
+    from fedkit.bench.results import dumps_results
+
+    path = next(suite_dir.glob("runs/*/results.json"))
+    document = json.loads(path.read_text())
+    assert dumps_results(document) == path.read_text()
+    lines = path.read_text().splitlines()
+    round_lines = [line for line in lines if line.startswith('{"round":')]
+    assert len(round_lines) == len(document["rounds"]) == 3
+    assert json.loads(dumps_results(document)) == document
