@@ -37,6 +37,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "weighting": ("num-examples", "uniform"),
     "submodel_mode": ("full", "plain", "secure"),
     "submodel_psu": ("auto", "index", "bloom"),
+    "submodel_negatives": ("fixed", "downloaded"),
 }
 
 # Datasets of each task.
@@ -121,8 +122,17 @@ class RunConfig:
         submodel_union_bound: Public bound on the union's size used to size the Bloom
             filter; 0 means the vocabulary size.
         submodel_bloom_fpr: Target false-positive rate of the Bloom filter, in (0, 1).
+        submodel_negatives: Where a client's training negatives come from. ``fixed``: each
+            user draws ``negatives_per_positive`` per positive once, among the items it never
+            interacted with, and its private index set S is positives plus negatives.
+            ``downloaded``: S is the user's training positives only (its history); each round
+            it takes its negatives among the rows it holds anyway that it never interacted
+            with -- under ``secure``, the randomized-response fakes S'' \\ S, so negatives
+            cost no download; under ``full``, any such item. Not for ``plain`` (it downloads
+            only S).
         embedding_dim: Dimension of the recommender's item and user embeddings.
-        negatives_per_positive: Sampled training negatives per training positive.
+        negatives_per_positive: Training negatives per training positive (at most; fewer
+            when a ``downloaded`` client holds fewer candidate rows).
         num_items: Vocabulary of the ``synthetic-rec`` dataset (MovieLens has its own).
     """
 
@@ -174,6 +184,7 @@ class RunConfig:
     submodel_psu: str = "auto"
     submodel_union_bound: int = 0
     submodel_bloom_fpr: float = 0.01
+    submodel_negatives: str = "fixed"
     embedding_dim: int = 16
     negatives_per_positive: int = 4
     num_items: int = 200
@@ -270,6 +281,10 @@ class RunConfig:
             if getattr(self, key) != value:
                 raise ConfigError(f"config key {key!r} = {getattr(self, key)!r} is not "
                                   f"supported by task 'submodel' yet, expected {value!r}")
+        if self.submodel_negatives == "downloaded" and self.submodel_mode == "plain":
+            raise ConfigError("config key 'submodel_negatives' = 'downloaded' needs "
+                              "submodel_mode 'secure' or 'full': a 'plain' client downloads "
+                              "only its real set S, which leaves it no negative to train")
         if self.submodel_mode == "secure" and self.clients_per_round < 2:
             raise ConfigError("config key 'submodel_mode' = 'secure' needs clients_per_round "
                               f">= 2, got {self.clients_per_round}")

@@ -220,10 +220,10 @@ class SecureAggregation:
             replies = book.exchange(Stage.ADVERTISE_KEYS,
                                     {cid: request(Stage.ADVERTISE_KEYS, cid) for cid in nodes})
             book.accept(Stage.ADVERTISE_KEYS, server, replies)
-            keys = server.broadcast_keys().to_bytes()
+            server.broadcast_keys()
             replies = book.exchange(Stage.SHARE_KEYS, {
-                cid: request(Stage.SHARE_KEYS, cid, keys) for cid in sorted(replies)
-                if cid not in book.failed})
+                cid: request(Stage.SHARE_KEYS, cid, server.keys_for(cid).to_bytes())
+                for cid in sorted(replies) if cid not in book.failed})
             book.accept(Stage.SHARE_KEYS, server, replies)
             routed = server.route_shares()
             masked_requests = {}

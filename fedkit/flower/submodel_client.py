@@ -44,7 +44,7 @@ from fedkit.flower.submodel_records import (
     read_phase,
     reply_record,
 )
-from fedkit.flower.submodel_task import load_rec_data, local_update
+from fedkit.flower.submodel_task import load_rec_data, local_update, real_set
 from fedkit.flower.task import client_id_of, node_run_config
 from fedkit.models.recommender import init_user_vector
 from fedkit.privacy.secagg import SecAggClient, SecAggProtocolError, decode_message
@@ -150,7 +150,7 @@ def _full_train(msg, context, cfg, client_id, record) -> Message:
 
 
 def _plain_report(msg, context, cfg, client_id, record) -> Message:
-    real = load_rec_data(cfg).index_set(client_id)
+    real = real_set(cfg, load_rec_data(cfg), client_id)
     return _reply(msg, Phase.PLAIN_REPORT, **{"index-set": arrays(ids=real)})
 
 
@@ -193,7 +193,7 @@ def psu_vector(real: np.ndarray, record: ConfigRecord, rng: np.random.Generator)
 
 def _psu_input(msg, context, cfg, client_id, record) -> Message:
     client = _restore(context, SecAggClient, read_config(record), Phase.PSU_INPUT)
-    vector = psu_vector(load_rec_data(cfg).index_set(client_id), record, _os_rng())
+    vector = psu_vector(real_set(cfg, load_rec_data(cfg), client_id), record, _os_rng())
     out = client.masked_ring_input(decode_message(record["payload"]), vector)
     _save_protocol(context, client)
     return _reply(msg, Phase.PSU_INPUT, out.to_bytes())
@@ -215,7 +215,7 @@ def _report(msg, context, cfg, client_id, record) -> Message:
     if union.size > config.num_rows:
         raise SecAggProtocolError(f"client {client_id}: the union has {union.size} rows but "
                                   f"the upload's row space only {config.num_rows}")
-    real = load_rec_data(cfg).index_set(client_id)
+    real = real_set(cfg, load_rec_data(cfg), client_id)
     perturbed, memo = perturb(real, union, _memo(context), PRESETS[cfg.submodel_preset],
                               _os_rng())
     context.state[MEMO_KEY] = arrays(**memo.state_dict())
@@ -254,7 +254,7 @@ def _train_masked(msg, context, cfg, client_id, record) -> Message:
     start = time.perf_counter()
     update = local_update(cfg, data, client_id, int(record["server-round"]), sub["ids"],
                           sub["rows"], _dense(sub), _user_vector(context, cfg, client_id),
-                          trainable=succinct(data.index_set(client_id), sub["ids"]))
+                          trainable=succinct(real_set(cfg, data, client_id), sub["ids"]))
     seconds = time.perf_counter() - start
     out = client.masked_input(decode_message(record["payload"]), update.dense,
                               float(update.num_samples), row_values=update.row_values,

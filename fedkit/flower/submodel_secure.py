@@ -192,10 +192,11 @@ def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items
     r = server_round
     replies = ex.send(Phase.PSU_KEYS, _contents(ex, Phase.PSU_KEYS, cohort, config, r,
                                                 lambda c: b""))
-    _accept(ex, Phase.PSU_KEYS, server, replies, decode_message)
-    keys = server.broadcast_keys().to_bytes()
-    replies = ex.send(Phase.PSU_SHARES, _contents(ex, Phase.PSU_SHARES, cohort, config, r,
-                                                  lambda c: keys))
+    accepted = _accept(ex, Phase.PSU_KEYS, server, replies, decode_message)
+    server.broadcast_keys()
+    keys = {cid: server.keys_for(cid).to_bytes() for cid in cohort if cid in accepted}
+    replies = ex.send(Phase.PSU_SHARES, _contents(ex, Phase.PSU_SHARES, keys, config, r,
+                                                  keys.__getitem__))
     _accept(ex, Phase.PSU_SHARES, server, replies, decode_message)
     routed = {cid: s.to_bytes() for cid, s in server.route_shares().items()}
     replies = ex.send(Phase.PSU_INPUT, _contents(

@@ -21,7 +21,7 @@ from fedkit.config import ConfigError, RunConfig
 from fedkit.data.movielens import Interactions, RecData, load_movielens, movielens_federated
 from fedkit.data.synthetic_rec import synthetic_interactions
 from fedkit.models.recommender import init_dense, init_item_rows
-from fedkit.seeding import torch_generator
+from fedkit.seeding import numpy_rng, torch_generator
 from fedkit.training.recsys import RecTrainConfig, train_user
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "initial_model",
     "load_rec_data",
     "local_update",
+    "real_set",
     "train_config",
 ]
 
@@ -80,6 +81,34 @@ def _first_users(raw: Interactions, num_users: int) -> Interactions:
                         num_users=num_users, num_items=raw.num_items)
 
 
+def real_set(cfg: RunConfig, data: RecData, client_id: int) -> np.ndarray:
+    """The client's private index set S: the rows its own data decides it needs.
+
+    ``submodel_negatives = "fixed"``: its training positives and fixed negatives
+    (``RecData.index_set``); ``"downloaded"``: its training positives only -- its negatives are
+    then picked each round among rows it holds anyway (:func:`round_negatives`).
+    """
+    if cfg.submodel_negatives == "downloaded":
+        return data.positives[client_id]
+    return data.index_set(client_id)
+
+
+def round_negatives(cfg: RunConfig, data: RecData, client_id: int, server_round: int,
+                    held: np.ndarray, num_positives: int) -> np.ndarray:
+    """``downloaded`` negatives of one round: held rows the client never interacted with.
+
+    At most ``negatives_per_positive * num_positives`` of them, drawn without replacement by
+    ``(seed, "submodel-negatives", round, client)``; all of them when there are fewer. Under
+    ``secure`` the held rows are S'', so the candidates are the randomized-response fakes
+    (minus any held-out item): which fakes a client trains is hidden by secure aggregation
+    like the rest of its update.
+    """
+    candidates = np.setdiff1d(np.asarray(held, np.int64), data.seen(client_id))
+    count = min(candidates.size, cfg.negatives_per_positive * num_positives)
+    rng = numpy_rng(cfg.seed, "submodel-negatives", server_round, client_id)
+    return np.sort(rng.choice(candidates, size=count, replace=False))
+
+
 def initial_model(cfg: RunConfig, num_items: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The seeded initial item table and dense part."""
     return init_item_rows(num_items, cfg.embedding_dim, cfg.seed), init_dense(cfg.embedding_dim,
@@ -124,6 +153,10 @@ def local_update(cfg: RunConfig, data: RecData, client_id: int, server_round: in
                  user_vector: np.ndarray, trainable: np.ndarray | None = None) -> LocalUpdate:
     """Train client ``client_id`` on its samples whose items lie in ``trainable``.
 
+    Positives are its training positives in ``trainable``; negatives its fixed negatives in
+    ``trainable`` or, with ``submodel_negatives = "downloaded"``, :func:`round_negatives`
+    among all of ``ids``.
+
     Args:
         ids: Sorted row ids the client holds (its download).
         rows: ``[len(ids), dim + 1]`` those rows.
@@ -137,7 +170,10 @@ def local_update(cfg: RunConfig, data: RecData, client_id: int, server_round: in
     ids = np.asarray(ids, np.int64)
     allowed = ids if trainable is None else np.asarray(trainable, np.int64)
     positives = np.intersect1d(data.positives[client_id], allowed)
-    negatives = np.intersect1d(data.negatives[client_id], allowed)
+    if cfg.submodel_negatives == "downloaded":
+        negatives = round_negatives(cfg, data, client_id, server_round, ids, positives.size)
+    else:
+        negatives = np.intersect1d(data.negatives[client_id], allowed)
     zero_dense = np.zeros(dense_vector(dense).size)
     if positives.size + negatives.size == 0:
         return LocalUpdate(np.zeros(rows.shape), np.zeros(ids.size, np.int64), zero_dense, 0,

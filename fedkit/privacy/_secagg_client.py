@@ -28,7 +28,7 @@ from fedkit.privacy._secagg_messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from fedkit.privacy.graph import communication_graph, graph_seed
+from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
 from fedkit.privacy.hazmat import aead, shamir
 from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyAgreementError, KeyPair, derive_key
 from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
@@ -37,7 +37,7 @@ from fedkit.privacy.quantize import quantize
 __all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
 
 _ORDER = list(Stage)
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: roster_ids; roster keys of neighbours only
 
 
 def check_round(message, config: SecAggConfig, receiver: str) -> None:
@@ -81,7 +81,8 @@ class SecAggClient:
         self._next = 0  # index into _ORDER; len(_ORDER) = finished, -1 = stopped
         self._enc = KeyPair.generate()
         self._mask = KeyPair.generate()
-        self._roster: dict[int, tuple[bytes, bytes]] = {}
+        self._roster: dict[int, tuple[bytes, bytes]] = {}  # its own and its neighbours' keys
+        self._roster_ids: frozenset[int] = frozenset()
         self._neighbours: frozenset[int] = frozenset()
         self._senders: frozenset[int] = frozenset()
         self._own_shares: tuple[int, int] = (0, 0)
@@ -140,9 +141,16 @@ class SecAggClient:
         keys = {
             cid: (blob[:KEY_SIZE], blob[KEY_SIZE:]) for cid, blob in broadcast.public_keys.items()
         }
-        if len(keys) > c.num_clients:
+        digests = dict(broadcast.digests)
+        both = sorted(set(keys) & set(digests))
+        if both:
             raise SecAggProtocolError(
-                f"client {me}: roster has {len(keys)} clients, expected at most "
+                f"client {me}: roster lists clients {both} both with keys and a key digest"
+            )
+        roster = sorted(set(keys) | set(digests))
+        if len(roster) > c.num_clients:
+            raise SecAggProtocolError(
+                f"client {me}: roster has {len(roster)} clients, expected at most "
                 f"num_clients={c.num_clients}"
             )
         own = keys.get(me)
@@ -162,19 +170,29 @@ class SecAggClient:
                         f"(clients {owners[key]} and {cid})"
                     )
                 owners[key] = cid
-        if len(keys) < c.threshold:
+        digests.update({cid: key_digest(*pair) for cid, pair in keys.items()})
+        if len(set(digests.values())) != len(digests):
+            raise SecAggProtocolError(f"client {me}: roster key digests are not distinct")
+        if len(roster) < c.threshold:
             raise SecAggAbort(
-                f"client {me}: roster has {len(keys)} clients, below threshold t={c.threshold}"
+                f"client {me}: roster has {len(roster)} clients, below threshold t={c.threshold}"
             )
-        seed = graph_seed(keys, run_id=c.run_id, round_id=c.round_id)
-        self._neighbours = communication_graph(list(keys), c.num_neighbours, seed)[me]
+        seed = graph_seed(digests, run_id=c.run_id, round_id=c.round_id)
+        self._neighbours = communication_graph(roster, c.num_neighbours, seed)[me]
+        missing = sorted(self._neighbours - set(keys))
+        if missing:
+            raise SecAggProtocolError(
+                f"client {me}: the roster gives only key digests for its graph neighbours "
+                f"{missing}; it needs their public keys"
+            )
         if len(self._neighbours) + 1 < c.threshold:
             raise SecAggAbort(
                 f"client {me}: neighbourhood has {len(self._neighbours) + 1} members, "
                 f"below threshold t={c.threshold}"
             )
-        self._roster = keys
-        position = {cid: i + 1 for i, cid in enumerate(sorted(keys))}
+        self._roster = {cid: keys[cid] for cid in self._neighbours | {me}}
+        self._roster_ids = frozenset(roster)
+        position = {cid: i + 1 for i, cid in enumerate(roster)}
         holders = sorted(self._neighbours | {me})
         xs = [position[h] for h in holders]
         self._self_seed = secrets.token_bytes(32)
@@ -409,7 +427,7 @@ class SecAggClient:
                 f"client {me}: clients {sorted(both)} listed both alive and dropped; refusing to "
                 "reveal both their self-mask and key shares"
             )
-        unknown = (alive | dropped) - set(self._roster)
+        unknown = (alive | dropped) - self._roster_ids
         if unknown:
             raise SecAggProtocolError(
                 f"client {me}: unmask request names unknown client ids {sorted(unknown)}"
@@ -457,6 +475,7 @@ class SecAggClient:
             "enc": self._enc.private_bytes().hex(),
             "mask": self._mask.private_bytes().hex(),
             "roster": {str(c): [e.hex(), m.hex()] for c, (e, m) in self._roster.items()},
+            "roster_ids": sorted(self._roster_ids),
             "neighbours": sorted(self._neighbours),
             "senders": sorted(self._senders),
             "own_shares": [str(y) for y in self._own_shares],
@@ -503,6 +522,7 @@ class SecAggClient:
         client._roster = {
             int(c): (bytes.fromhex(e), bytes.fromhex(m)) for c, (e, m) in state["roster"].items()
         }
+        client._roster_ids = frozenset(int(c) for c in state["roster_ids"])
         client._neighbours = frozenset(int(c) for c in state["neighbours"])
         client._senders = frozenset(int(c) for c in state["senders"])
         own_b, own_k = state["own_shares"]

@@ -217,7 +217,7 @@ def drive_round(
         server_seconds[stage] = elapsed
 
     step(Stage.ADVERTISE_KEYS, None, lambda cid, _: clients[cid].advertise_keys())
-    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, lambda: _serialise(server.broadcast_keys()))
+    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, lambda: _serialise(server))
     step(Stage.SHARE_KEYS, keys, lambda cid, msg: clients[cid].share_keys(msg))
     routed = _timed(
         server_seconds,
@@ -237,13 +237,16 @@ def drive_round(
     )
 
 
-def _serialise(broadcast) -> Callable[[int], bytes]:
-    """The keys broadcast as ``cid -> bytes``: one message for all, or one per client."""
+def _serialise(server) -> Callable[[int], bytes]:
+    """Close stage 0; the keys broadcast as ``cid -> bytes``, one message per client
+    (:meth:`SecAggServer.keys_for`, or the subclass's own per-client messages)."""
+    broadcast = server.broadcast_keys()
     if isinstance(broadcast, Mapping):
-        per_client = {cid: message.to_bytes() for cid, message in broadcast.items()}
-        return per_client.__getitem__
-    data = broadcast.to_bytes()
-    return lambda cid: data
+        messages = broadcast
+    else:
+        messages = {cid: server.keys_for(cid) for cid in broadcast.public_keys}
+    per_client = {cid: message.to_bytes() for cid, message in messages.items()}
+    return per_client.__getitem__
 
 
 def _timed(seconds: dict[Stage, float], stage: Stage, fn: Callable[[], object]):

@@ -10,13 +10,14 @@ wrong magic, version or type, truncation, trailing bytes and unsorted or duplica
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
 
 from fedkit.privacy._secagg_config import SecAggProtocolError
+from fedkit.privacy.graph import DIGEST_SIZE
 from fedkit.privacy.hazmat.keys import KEY_SIZE
 from fedkit.privacy.hazmat.prg import ring_dtype
 
@@ -32,7 +33,7 @@ __all__ = [
     "decode_message",
 ]
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: KeysBroadcast carries key digests for non-neighbours
 _MAGIC = b"FKSA"
 _HEADER = struct.Struct(">4sBBQQ")
 
@@ -152,22 +153,37 @@ class AdvertiseKeys(_Message):
 
 @dataclass(frozen=True, repr=False)
 class KeysBroadcast(_Message):
-    """Stage 0 -> 1, server -> all: the roster ``id -> enc_public | mask_public`` (64 bytes)."""
+    """Stage 0 -> 1, server -> a client: the roster, as ``id -> enc_public | mask_public``
+    (64 bytes) for the recipient and its graph neighbours and ``id -> key_digest`` (16 bytes,
+    :func:`fedkit.privacy.graph.key_digest`) for the other clients; the same message with
+    every key in full (no digests) serves every client."""
 
     TYPE: ClassVar[int] = 2
     public_keys: MappingProxyType  # int -> bytes (64)
+    digests: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
-        return self._header() + _blobs(self.public_keys)
+        return self._header() + _blobs(self.public_keys) + _blobs(self.digests)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeysBroadcast:
         """Decode; raises :class:`SecAggProtocolError` on malformed input."""
         reader, run_id, round_id = cls._open(data)
         keys = reader.blobs(2 * KEY_SIZE)
+        digests = reader.blobs(DIGEST_SIZE)
         reader.done()
-        return cls(run_id, round_id, keys)
+        check_disjoint_roster(keys, digests, cls.__name__)
+        return cls(run_id, round_id, keys, digests)
+
+
+def check_disjoint_roster(keys, digests, name: str) -> None:
+    """Refuse a roster that gives one client both full keys and a digest."""
+    both = sorted(set(keys) & set(digests))
+    if both:
+        raise SecAggProtocolError(
+            f"{name} message lists clients {both} both with keys and with a key digest"
+        )
 
 
 @dataclass(frozen=True, repr=False)

@@ -27,7 +27,7 @@ from fedkit.privacy._secagg_messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from fedkit.privacy.graph import communication_graph, graph_seed
+from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
 from fedkit.privacy.hazmat import shamir
 from fedkit.privacy.hazmat.keys import KeyPair, derive_key
 from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
@@ -109,6 +109,7 @@ class SecAggServer:
         self._stage = 0
         self._keys: dict[int, tuple[bytes, bytes]] = {}
         self._graph: dict[int, frozenset[int]] = {}
+        self._digests: dict[int, bytes] = {}
         self._position: dict[int, int] = {}
         self._shares: dict[int, MappingProxyType] = {}
         self._sum = np.zeros(config.wire_length, dtype=ring_dtype(config.bits))
@@ -244,11 +245,28 @@ class SecAggServer:
         """
         self._close(Stage.ADVERTISE_KEYS, len(self._keys))
         c = self.config
-        seed = graph_seed(self._keys, run_id=c.run_id, round_id=c.round_id)
+        self._digests = {cid: key_digest(*pair) for cid, pair in self._keys.items()}
+        seed = graph_seed(self._digests, run_id=c.run_id, round_id=c.round_id)
         self._graph = communication_graph(list(self._keys), c.num_neighbours, seed)
         self._position = {cid: i + 1 for i, cid in enumerate(sorted(self._keys))}
         blobs = {cid: enc + mask for cid, (enc, mask) in self._keys.items()}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs))
+
+    def keys_for(self, client_id: int) -> KeysBroadcast:
+        """After :meth:`broadcast_keys`: client ``client_id``'s own roster message.
+
+        Full keys of the client and its graph neighbours, 16-byte key digests of everyone
+        else: all it needs to recompute the graph and mask, in O(k) keys + O(n) digests
+        (24 + 76 k + 28 n bytes against 76 n for the full roster; on the complete graph the
+        two are the same).
+        """
+        if client_id not in self._graph:
+            raise SecAggProtocolError(f"keys_for: client {client_id} is not in the roster")
+        c, near = self.config, self._graph[client_id] | {client_id}
+        blobs = {cid: self._keys[cid][0] + self._keys[cid][1] for cid in sorted(near)}
+        digests = {cid: d for cid, d in sorted(self._digests.items()) if cid not in near}
+        return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
+                             MappingProxyType(digests))
 
     def route_shares(self) -> dict[int, SharesBroadcast]:
         """Close stage 1: return, per client that shared keys, the ciphertexts addressed to it.

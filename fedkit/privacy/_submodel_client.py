@@ -74,7 +74,8 @@ class SubmodelSecAggClient(SecAggClient):
             SecAggAbort: Fewer than ``threshold`` clients in the neighbourhood.
         """
         if isinstance(broadcast, SubmodelKeysBroadcast):
-            keys = KeysBroadcast(broadcast.run_id, broadcast.round_id, broadcast.public_keys)
+            keys = KeysBroadcast(broadcast.run_id, broadcast.round_id, broadcast.public_keys,
+                                 broadcast.digests)
         else:
             keys = broadcast  # SecAgg's check refuses it unless it is a KeysBroadcast
         reply = super().share_keys(keys)

@@ -5,12 +5,13 @@ u64 round_id``), two new type bytes:
 
 * 8 ``SubmodelAdvertiseKeys`` (client -> server): ``u64 id | enc_pk (32) | mask_pk (32) |
   rows``, the client's keys and its public perturbed row set S''_u;
-* 9 ``SubmodelKeysBroadcast`` (server -> one client u): ``u64 u`` (the recipient), the key
-  map of ``KeysBroadcast`` (every roster client: a client needs all keys to recompute the
-  graph seed, which the server therefore cannot choose), then ``u32 count | (u64 id |
-  rows)*``: the row sets S''_v of u's graph neighbours v only (ids strictly increasing, each
-  in the key map, u itself not listed). With SecAgg+'s k-regular graph the row sets cost
-  O(k) per client instead of O(n); the key map stays 76 bytes per roster client.
+* 9 ``SubmodelKeysBroadcast`` (server -> one client u): ``u64 u`` (the recipient), the two
+  maps of ``KeysBroadcast`` (full keys of u and its graph neighbours, 16-byte key digests of
+  every other roster client: a client needs every digest to recompute the graph seed, which
+  the server therefore cannot choose), then ``u32 count | (u64 id | rows)*``: the row sets
+  S''_v of u's graph neighbours v only (ids strictly increasing, each in the key map, u
+  itself not listed). With SecAgg+'s k-regular graph keys and row sets cost O(k) per client;
+  only the digests (28 bytes per roster client) grow with n.
 
 A row set is encoded by ``_submodel_rowsets`` (the shorter of gap varints and a bitmap over
 its range). The other stages reuse ``ShareKeys``, ``SharesBroadcast``, ``MaskedInput`` (a
@@ -23,15 +24,23 @@ lists exactly the recipient's neighbours is checked by the client, which knows t
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
 
 from fedkit.privacy._secagg_config import SecAggProtocolError
-from fedkit.privacy._secagg_messages import _HEADER, _blobs, _Message, _Reader, decode_message
+from fedkit.privacy._secagg_messages import (
+    _HEADER,
+    _blobs,
+    _Message,
+    _Reader,
+    check_disjoint_roster,
+    decode_message,
+)
 from fedkit.privacy._submodel_rowsets import encode_row_set, read_row_set
+from fedkit.privacy.graph import DIGEST_SIZE
 from fedkit.privacy.hazmat.keys import KEY_SIZE
 
 __all__ = ["SubmodelAdvertiseKeys", "SubmodelKeysBroadcast", "decode_submodel_message"]
@@ -86,11 +95,12 @@ class SubmodelKeysBroadcast(_Message):
     client_id: int  # the recipient u
     public_keys: MappingProxyType  # int -> bytes (64)
     rows: MappingProxyType  # neighbour id -> int64 array
+    digests: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
         parts = [self._header(), struct.pack(">Q", self.client_id), _blobs(self.public_keys),
-                 struct.pack(">I", len(self.rows))]
+                 _blobs(self.digests), struct.pack(">I", len(self.rows))]
         for cid in sorted(self.rows):
             parts.append(struct.pack(">Q", cid) + _rows_bytes(self.rows[cid]))
         return b"".join(parts)
@@ -101,6 +111,8 @@ class SubmodelKeysBroadcast(_Message):
         reader, run_id, round_id = cls._open(data)
         (recipient,) = reader.unpack(">Q")
         keys = reader.blobs(2 * KEY_SIZE)
+        digests = reader.blobs(DIGEST_SIZE)
+        check_disjoint_roster(keys, digests, cls.__name__)
         (count,) = reader.unpack(">I")
         rows: dict[int, np.ndarray] = {}
         previous = -1
@@ -123,7 +135,7 @@ class SubmodelKeysBroadcast(_Message):
                 f"{cls.__name__} for client {recipient} lists row sets of clients "
                 f"{strangers or [recipient]} that are not its peers in the key map"
             )
-        return cls(run_id, round_id, recipient, keys, MappingProxyType(rows))
+        return cls(run_id, round_id, recipient, keys, MappingProxyType(rows), digests)
 
 
 _TYPES = {cls.TYPE: cls for cls in (SubmodelAdvertiseKeys, SubmodelKeysBroadcast)}

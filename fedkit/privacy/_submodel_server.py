@@ -88,24 +88,27 @@ class SubmodelSecAggServer(SecAggServer):
     def broadcast_keys(self) -> dict[int, SubmodelKeysBroadcast]:
         """Close stage 0: fix roster and graph; return, per client, its keys broadcast.
 
-        Client u's message holds every roster key (u needs them all to recompute the graph
-        seed) and the row sets of u's graph neighbours only: those are the sets its pairwise
-        masks are laid over, so with a k-regular graph the row sets cost O(k) per client.
+        Client u's message holds the roster of :meth:`SecAggServer.keys_for` (full keys of u
+        and its graph neighbours, digests of the others: u needs every digest to recompute the
+        graph seed) and the row sets of u's graph neighbours only: those are the sets its
+        pairwise masks are laid over, so with a k-regular graph both cost O(k) per client.
 
         Raises:
             SecAggAbort: Fewer than ``threshold`` clients advertised keys.
         """
-        keys = super().broadcast_keys()
-        return {
-            cid: SubmodelKeysBroadcast(
+        super().broadcast_keys()
+        out = {}
+        for cid in sorted(self._rows):
+            keys = self.keys_for(cid)
+            out[cid] = SubmodelKeysBroadcast(
                 keys.run_id,
                 keys.round_id,
                 cid,
                 keys.public_keys,
                 MappingProxyType({v: self._rows[v] for v in sorted(self._graph[cid])}),
+                keys.digests,
             )
-            for cid in sorted(self._rows)
-        }
+        return out
 
     def _add_masked(self, message: MaskedInput) -> None:
         c, cid, masked = self.config, message.client_id, message.masked

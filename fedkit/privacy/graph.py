@@ -9,9 +9,12 @@ Construction: the roster ids are ordered by ``SHA-256(seed | id)`` (a pseudorand
 and placed on a ring; each client is linked to the ``ceil(k / 2)`` clients on either side.
 The degree is therefore ``k`` rounded up to the next even number (capped at ``n - 1``).
 
-The seed is :func:`graph_seed`: a hash of every advertised public key, computed only after
-all keys are published, so a semi-honest server cannot choose the graph; each client
-recomputes the graph itself from the broadcast keys.
+The seed is :func:`graph_seed`: a hash of every advertised key pair's :func:`key_digest`,
+computed only after all keys are published, so a semi-honest server cannot choose the graph;
+each client recomputes the graph itself from the broadcast. A client needs the full public
+keys of its neighbours only: the server may send it the 16-byte digests of everyone else's
+keys (O(k) keys + O(n) digests instead of O(n) keys), and since the seed binds every digest,
+substituting a key a client does receive means finding a second preimage of its digest.
 
 References:
     Bell, Bonawitz, Gascon, Lepoint, Raykova, "Secure Single-Server Aggregation with
@@ -27,16 +30,24 @@ from collections.abc import Mapping, Sequence
 
 from fedkit.privacy.hazmat.keys import PROTOCOL, PROTOCOL_VERSION
 
-__all__ = ["communication_graph", "graph_seed", "neighbourhood_size"]
+__all__ = ["DIGEST_SIZE", "communication_graph", "graph_seed", "key_digest",
+           "neighbourhood_size"]
+
+DIGEST_SIZE = 16
 
 
-def graph_seed(
-    public_keys: Mapping[int, tuple[bytes, bytes]], *, run_id: int, round_id: int
-) -> bytes:
-    """Return the 32-byte graph seed: SHA-256 over the round and every advertised key pair.
+def key_digest(enc_public: bytes, mask_public: bytes) -> bytes:
+    """Return the 16-byte digest of a client's key pair: truncated SHA-256 of both keys."""
+    return hashlib.sha256(PROTOCOL + b"/key" + bytes(enc_public) + bytes(mask_public)).digest()[
+        :DIGEST_SIZE
+    ]
+
+
+def graph_seed(digests: Mapping[int, bytes], *, run_id: int, round_id: int) -> bytes:
+    """Return the 32-byte graph seed: SHA-256 over the round and every roster key digest.
 
     Args:
-        public_keys: ``client id -> (encryption public key, masking public key)``.
+        digests: ``client id -> key_digest(encryption public key, masking public key)``.
         run_id: Run identifier.
         round_id: Round identifier.
 
@@ -46,9 +57,8 @@ def graph_seed(
     digest = hashlib.sha256(
         PROTOCOL + b"/graph" + struct.pack(">BQQ", PROTOCOL_VERSION, run_id, round_id)
     )
-    for cid in sorted(public_keys):
-        c_pk, s_pk = public_keys[cid]
-        digest.update(struct.pack(">Q", cid) + bytes(c_pk) + bytes(s_pk))
+    for cid in sorted(digests):
+        digest.update(struct.pack(">Q", cid) + bytes(digests[cid]))
     return digest.digest()
 
 

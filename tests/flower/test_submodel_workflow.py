@@ -12,7 +12,13 @@ from fedkit.config import ConfigError, RunConfig
 from fedkit.flower.client_app import app as fedkit_app
 from fedkit.flower.submodel_client import MEMO_KEY, SUBMODEL_KEY, _user_vector
 from fedkit.flower.submodel_records import Phase, read_phase
-from fedkit.flower.submodel_task import dense_vector, initial_model, load_rec_data, local_update
+from fedkit.flower.submodel_task import (
+    dense_vector,
+    initial_model,
+    load_rec_data,
+    local_update,
+    real_set,
+)
 from fedkit.privacy.secagg import decode_message
 from fedkit.privacy.submodel_secagg import decode_row_set, decode_submodel_message, row_average
 from fedkit.submodel import PermanentMemo, succinct_set
@@ -43,12 +49,14 @@ def test_secure_with_exact_sets_gives_the_plain_model_within_quantisation(tmp_pa
     assert [r["round_trips"] for r in plog.rounds] == [2, 2]
 
 
-def test_secure_row_average_equals_plaintext_average_of_individual_updates(tmp_path):
+@pytest.mark.parametrize("negatives", ["fixed", "downloaded"])
+def test_secure_row_average_equals_plaintext_average_of_individual_updates(tmp_path, negatives):
     # Recompute each client's update from what it downloaded (training is deterministic in
     # (seed, round, client)) and average in clear. Client 2 (the only user of taste group 2)
     # drops before training, so its rows are in U but used by nobody; with cpp3 (P6 = 0.22)
     # the others ask for some of them as fakes (all miss ~50 such rows w.p. ~1e-5).
-    cfg = small_config(tmp_path, clients_per_round=6, submodel_preset="cpp3")
+    cfg = small_config(tmp_path, clients_per_round=6, submodel_preset="cpp3",
+                       submodel_negatives=negatives)
     data = load_rec_data(cfg)
     expected = {}
 
@@ -59,7 +67,8 @@ def test_secure_row_average_equals_plaintext_average_of_individual_updates(tmp_p
             update = local_update(cfg, data, pid, 1, sub["ids"], sub["rows"],
                                   {"w": sub["w"], "c": sub["c"]},
                                   _user_vector(context, cfg, pid),
-                                  trainable=succinct_set(data.index_set(pid), sub["ids"]))
+                                  trainable=succinct_set(real_set(cfg, data, pid),
+                                                         sub["ids"]))
             expected[pid] = (sub["ids"], update)
         return fedkit_app(msg, context)
 
@@ -77,10 +86,22 @@ def test_secure_row_average_equals_plaintext_average_of_individual_updates(tmp_p
     # Rows no client truly used -- fake rows of some S'' included -- are unchanged exactly.
     perturbed = np.unique(np.concatenate([ids for ids, _ in expected.values()]))
     fake_only = np.setdiff1d(perturbed, np.flatnonzero(counts))
-    assert fake_only.size > 0
+    if negatives == "fixed":  # ("downloaded" clients train their fakes as negatives)
+        assert fake_only.size > 0
     unused = counts == 0
     np.testing.assert_array_equal(model["items"][unused], start["items"][unused])
     assert log.rounds[0]["rows_updated"] == int(np.count_nonzero(counts))
+    for pid, (ids, update) in expected.items():
+        trained = ids[update.row_counts == 1]
+        positives = np.intersect1d(trained, data.positives[pid])
+        others = np.setdiff1d(trained, positives)
+        assert positives.size > 0
+        if negatives == "fixed":  # S = positives + fixed negatives; S'' \ S never trained
+            assert np.isin(others, data.negatives[pid]).all()
+        else:  # S = positives; negatives are S'' rows the user never interacted with
+            assert not np.isin(others, data.seen(pid)).any()
+            assert np.isin(others, ids).all() and others.size > 0
+            assert others.size <= cfg.negatives_per_positive * positives.size
 
 
 @pytest.mark.parametrize("phase", SECURE_PHASES, ids=lambda p: p.value)
@@ -242,6 +263,11 @@ def test_bloom_filter_psu_finds_every_real_row_and_the_round_completes(tmp_path)
      r"'availability' = 'bernoulli' is not supported by task 'submodel'"),
     ({"dataset": "movielens"}, r"'dataset' = 'movielens' does not fit task 'classification'"),
     ({"submodel_bloom_fpr": 1.5}, r"'submodel_bloom_fpr' = 1.5, expected a fraction"),
+    ({"task": "submodel", "dataset": "movielens", "submodel_mode": "plain",
+      "submodel_negatives": "downloaded"},
+     r"'submodel_negatives' = 'downloaded' needs submodel_mode 'secure' or 'full'"),
+    ({"task": "submodel", "dataset": "movielens", "submodel_negatives": "sampled"},
+     r"'submodel_negatives' = 'sampled' is not one of \['fixed', 'downloaded'\]"),
 ])
 def test_bad_submodel_config_values_are_named(changes, match):
     with pytest.raises(ConfigError, match=match):
@@ -294,3 +320,31 @@ def test_submodel_run_under_flower_simulation_engine_matches_the_inprocess_grid(
     assert [p["rounds"] for p in got["submodel"]["privacy"]] == \
         [p["rounds"] for p in want["submodel"]["privacy"]]
     assert _superlink_pids() <= before
+
+
+def test_full_mode_downloaded_negatives_are_fresh_each_round_and_never_interacted_with(tmp_path):
+    cfg = small_config(tmp_path, submodel_mode="full", submodel_negatives="downloaded",
+                       negatives_per_positive=2)
+    data = load_rec_data(cfg)
+    start = _initial(cfg)
+    ids = np.arange(start["items"].shape[0])
+    user = _user_vector_of(cfg, 0)
+    trained = []
+    for server_round in (1, 2):
+        update = local_update(cfg, data, 0, server_round, ids, start["items"],
+                              {"w": start["w"], "c": start["c"]}, user)
+        rows = ids[update.row_counts == 1]
+        negatives = np.setdiff1d(rows, data.positives[0])
+        assert not np.isin(negatives, data.seen(0)).any()
+        assert negatives.size == min(2 * data.positives[0].size,
+                                     ids.size - data.seen(0).size)
+        assert update.num_samples == data.positives[0].size + negatives.size
+        trained.append(negatives)
+    assert not np.array_equal(trained[0], trained[1])
+    assert np.array_equal(real_set(cfg, data, 0), data.positives[0])
+
+
+def _user_vector_of(cfg, client_id):
+    from fedkit.models.recommender import init_user_vector
+
+    return init_user_vector(cfg.embedding_dim, cfg.seed, client_id)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedkit.privacy.graph import communication_graph, graph_seed, neighbourhood_size
+from fedkit.privacy.graph import communication_graph, graph_seed, key_digest, neighbourhood_size
 from fedkit.privacy.quantize import (
     HeadroomError,
     check_headroom,
@@ -95,11 +95,15 @@ def _keys(ids):
     return {cid: (cid.to_bytes(32, "big"), (cid + 1000).to_bytes(32, "big")) for cid in ids}
 
 
+def _digests(keys):
+    return {cid: key_digest(*pair) for cid, pair in keys.items()}
+
+
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(3, 40), k=st.integers(1, 45), data=st.data())
 def test_graph_is_regular_symmetric_and_complete_when_k_large(n, k, data):
     ids = data.draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n, unique=True))
-    seed = graph_seed(_keys(ids), run_id=0, round_id=1)
+    seed = graph_seed(_digests(_keys(ids)), run_id=0, round_id=1)
     graph = communication_graph(ids, k, seed)
     degree = neighbourhood_size(n, k)
     assert set(graph) == set(ids)
@@ -114,16 +118,15 @@ def test_graph_is_regular_symmetric_and_complete_when_k_large(n, k, data):
 
 def test_graph_seed_depends_on_every_key_and_round():
     keys = _keys(range(10))
-    seed = graph_seed(keys, run_id=0, round_id=1)
-    assert seed == graph_seed(dict(reversed(keys.items())), run_id=0, round_id=1)
-    assert seed != graph_seed(keys, run_id=0, round_id=2)
-    changed = dict(keys)
-    changed[3] = (bytes(32), keys[3][1])
-    assert seed != graph_seed(changed, run_id=0, round_id=1)
-    graphs = {
-        tuple(sorted(communication_graph(range(30), 4, graph_seed(keys, run_id=0, round_id=r))[0]))
-        for r in range(20)
-    }
+    seed = graph_seed(_digests(keys), run_id=0, round_id=1)
+    assert seed == graph_seed(dict(reversed(_digests(keys).items())), run_id=0, round_id=1)
+    assert seed != graph_seed(_digests(keys), run_id=0, round_id=2)
+    for part in (0, 1):  # either key of any client
+        changed = dict(keys)
+        changed[3] = tuple(bytes(32) if i == part else key for i, key in enumerate(keys[3]))
+        assert seed != graph_seed(_digests(changed), run_id=0, round_id=1)
+    seeds = [graph_seed(_digests(keys), run_id=0, round_id=r) for r in range(20)]
+    graphs = {tuple(sorted(communication_graph(range(30), 4, s)[0])) for s in seeds}
     assert len(graphs) > 1  # the labelling follows the seed
 
 

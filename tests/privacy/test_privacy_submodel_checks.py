@@ -290,7 +290,7 @@ def test_messages_round_trip_and_decode_by_type():
     [
         (lambda d: d[:-1], "truncated"),
         (lambda d: d + b"\0", "1 trailing bytes"),
-        (lambda d: d[:4] + b"\x02" + d[5:], "wire version 2 unsupported"),
+        (lambda d: d[:4] + b"\x01" + d[5:], "wire version 1 unsupported"),
         (lambda d: d[:5] + b"\x09" + d[6:], "expected a SubmodelAdvertiseKeys message, got"),
         (lambda d: d[:94] + b"\x07" + d[95:], "unknown row-set encoding 7"),
         (lambda d: d[:98] + b"\x03" + d[99:], r"2 complete varints .*, expected 3"),  # count 3
@@ -330,8 +330,9 @@ def test_keys_broadcast_parsing_is_strict():
 
 
 def test_keys_broadcast_row_sets_grow_with_the_degree_not_the_cohort():
-    # Every client holds 200 of 1 000 rows. A client's keys broadcast carries every roster key
-    # (76 bytes each: the graph seed hashes them all) plus the sets of its k neighbours only.
+    # Every client holds 200 of 1 000 rows. A client's keys broadcast carries the keys of its
+    # k neighbours (76 bytes each) and the sets of its k neighbours only; of every other roster
+    # client a 16-byte key digest (28 bytes with id and length: the graph seed hashes them all).
     def download(n, k, seed=0):
         rng = np.random.default_rng(seed)
         rows = {cid: np.sort(rng.choice(1000, 200, replace=False)) for cid in range(n)}
@@ -346,13 +347,14 @@ def test_keys_broadcast_row_sets_grow_with_the_degree_not_the_cohort():
         assert result.row_counts.sum() == 200 * n
         return np.mean([report.bytes_down[cid][Stage.SHARE_KEYS] for cid in range(n)])
 
-    per_key = 8 + 4 + 64
+    per_key, per_digest = 8 + 4 + 64, 8 + 4 + 16
     per_set = 8 + 13 + 125  # id, bitmap header, <= 1000 bits
+    per_neighbour = per_set + per_key - per_digest  # its keys and set instead of a digest
     small, large = download(12, 4), download(48, 4)
-    assert large - small == pytest.approx(per_key * (48 - 12), abs=4 * 8)  # keys only
-    assert download(48, 12) - large == pytest.approx(per_set * (12 - 4), abs=8 * 8)
+    assert large - small == pytest.approx(per_digest * (48 - 12), abs=4 * 8)  # digests only
+    assert download(48, 12) - large == pytest.approx(per_neighbour * (12 - 4), abs=8 * 8)
     complete = download(12, 11)  # k = n - 1: the complete graph still works
-    assert complete - small == pytest.approx(per_set * (11 - 4), abs=7 * 8)
+    assert complete - small == pytest.approx(per_neighbour * (11 - 4), abs=7 * 8)
 
 
 # -- persistence between stages -------------------------------------------------------------

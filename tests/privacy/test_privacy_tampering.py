@@ -8,6 +8,7 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
+from fedkit.privacy.graph import key_digest
 from fedkit.privacy.hazmat import aead, shamir
 from fedkit.privacy.secagg import (
     AdvertiseKeys,
@@ -244,6 +245,63 @@ def test_client_checks_roster():
         clients[3].share_keys(dataclasses.replace(keys, public_keys=MappingProxyType(small)))
 
 
+SECAGG_PLUS = SecAggConfig(num_clients=12, vector_length=4, threshold=3, round_id=2, run_id=9,
+                           num_neighbours=4)
+
+
+def _plus_through_advertise():
+    clients, server = _setup(SECAGG_PLUS, range(12))
+    for c in clients.values():
+        server.receive(c.advertise_keys())
+    server.broadcast_keys()
+    return clients, server
+
+
+def test_secagg_plus_client_gets_its_neighbours_keys_and_everyone_elses_digest():
+    clients, server = _plus_through_advertise()
+    vectors = {cid: np.full(4, 0.01 * cid) for cid in range(12)}
+    total, report = run_secagg(vectors, None, SECAGG_PLUS)
+    np.testing.assert_allclose(total, sum(vectors.values()), atol=1e-6)
+    for cid in range(12):
+        message = server.keys_for(cid)
+        assert len(message.public_keys) == 5 and len(message.digests) == 7  # k = 4, itself
+        assert cid in message.public_keys
+        # header 22, two counts, 76 bytes per full entry, 28 per digest (12 x 76 in full)
+        assert len(message.to_bytes()) == 22 + 4 + 5 * 76 + 4 + 7 * 28
+        # and the client finds its graph neighbours among the keys it was given
+        share = clients[cid].share_keys(message)
+        assert set(share.ciphertexts) == set(message.public_keys) - {cid}
+    with pytest.raises(SecAggProtocolError, match="client 99 is not in the roster"):
+        server.keys_for(99)
+
+
+def test_client_refuses_digests_in_place_of_its_neighbours_keys():
+    clients, server = _plus_through_advertise()
+    message = server.keys_for(0)
+    neighbour = min(set(message.public_keys) - {0})
+    keys = {c: k for c, k in message.public_keys.items() if c != neighbour}
+    # the neighbour's true digest: the graph stays the same, but its keys are missing
+    real = dict(message.digests)
+    real[neighbour] = key_digest(message.public_keys[neighbour][:32],
+                                 message.public_keys[neighbour][32:])
+    with pytest.raises(SecAggProtocolError, match=rf"only key digests for its graph neighbours "
+                                                  rf"\[{neighbour}\]"):
+        clients[0].share_keys(KeysBroadcast(9, 2, MappingProxyType(keys),
+                                            MappingProxyType(dict(sorted(real.items())))))
+
+
+def test_roster_naming_a_client_with_both_keys_and_digest_is_refused():
+    clients, server = _plus_through_advertise()
+    message = server.keys_for(0)
+    other = min(message.digests)
+    both = KeysBroadcast(9, 2, MappingProxyType({**message.public_keys,
+                                                 other: bytes(64)}), message.digests)
+    with pytest.raises(SecAggProtocolError, match=rf"clients \[{other}\] both with keys"):
+        KeysBroadcast.from_bytes(both.to_bytes())
+    with pytest.raises(SecAggProtocolError, match=rf"clients \[{other}\] both with keys"):
+        clients[0].share_keys(both)
+
+
 def test_corrupted_key_share_detected_by_public_key_check():
     def corrupt(data):
         msg = decode_message(data)
@@ -287,6 +345,7 @@ def test_bad_weight_and_nan_rejected_by_client():
     [
         AdvertiseKeys(9, 2, 5, bytes(range(32)), bytes(32)),
         KeysBroadcast(9, 2, MappingProxyType({1: bytes(64), 7: bytes(range(64))})),
+        KeysBroadcast(9, 2, MappingProxyType({1: bytes(64)}), MappingProxyType({4: bytes(16)})),
         ShareKeys(9, 2, 3, MappingProxyType({1: b"abc", 4: b""})),
         SharesBroadcast(9, 2, 3, MappingProxyType({0: b"xyz"})),
         MaskedInput(9, 2, 3, np.arange(5, dtype=np.uint32)),
@@ -297,7 +356,7 @@ def test_bad_weight_and_nan_rejected_by_client():
 )
 def test_wire_format_round_trip(message):
     data = message.to_bytes()
-    assert data[:5] == b"FKSA\x01"
+    assert data[:5] == b"FKSA\x02"
     decoded = decode_message(data)
     assert type(decoded) is type(message)
     for field in dataclasses.fields(message):
@@ -316,8 +375,8 @@ def test_wire_format_refusals():
     data = AdvertiseKeys(9, 2, 5, bytes(32), bytes(32)).to_bytes()
     with pytest.raises(SecAggProtocolError, match="lacks the FKSA magic"):
         AdvertiseKeys.from_bytes(b"XXXX" + data[4:])
-    with pytest.raises(SecAggProtocolError, match="wire version 2 unsupported, expected 1"):
-        AdvertiseKeys.from_bytes(data[:4] + b"\x02" + data[5:])
+    with pytest.raises(SecAggProtocolError, match="wire version 1 unsupported, expected 2"):
+        AdvertiseKeys.from_bytes(data[:4] + b"\x01" + data[5:])
     with pytest.raises(
         SecAggProtocolError, match="expected a ShareKeys message, got AdvertiseKeys"
     ):
