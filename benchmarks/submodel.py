@@ -72,7 +72,8 @@ def base_config(args: argparse.Namespace) -> dict:
     values = tomllib.loads((ROOT / "simulations" / "submodel_movielens.toml").read_text())
     values.update(data_dir=str(args.data_dir), rounds=args.rounds, eval_every=args.eval_every,
                   embedding_dim=args.dim, negatives_per_positive=args.negatives,
-                  secagg_neighbours=args.neighbours, progress=False, seed=args.seed)
+                  secagg_neighbours=args.neighbours, progress=False, seed=args.seed,
+                  submodel_negatives=args.negatives_mode)
     return values
 
 
@@ -213,7 +214,9 @@ def settings_note(report: dict) -> str:
             f"{report['modes']['secure-eps2'].get('psu', 'index vector')}. Bytes: Flower's "
             f"serialised content per selected client per round (evaluation apart); seconds: "
             f"wall time of a training round with 100 clients simulated in one process on "
-            f"{m['cpu']} ({m['cpu_count']} cores, shared with two other benchmark processes), "
+            f"{m['cpu']} ({m['cpu_count']} cores; 1-minute load average "
+            f"{report['load_average_at_start'][0]:.1f} at start, "
+            f"{report['load_average_at_end'][0]:.1f} at end), "
             f"Python {m['python']}, flwr {m['packages'].get('flwr')}, torch "
             f"{m['packages'].get('torch')}; `benchmarks/results/submodel.json` "
             "(`python benchmarks/submodel.py`).")
@@ -304,6 +307,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--dim", type=int, default=16)
     parser.add_argument("--negatives", type=int, default=4)
+    parser.add_argument("--negatives-mode", choices=("fixed", "downloaded"), default="fixed",
+                        help="submodel_negatives: sampled negatives in S (fixed) or drawn "
+                             "among the downloaded rows (downloaded)")
     parser.add_argument("--neighbours", type=int, default=14,
                         help="SecAgg+ graph degree (0: complete graph)")
     parser.add_argument("--seed", type=int, default=0)
@@ -355,7 +361,7 @@ def finish(report: dict, modes: dict, values: dict, args: argparse.Namespace) ->
             "num_clients", "clients_per_round", "embedding_dim", "negatives_per_positive",
             "lr", "lr_decay", "batch_size", "local_epochs", "eval_every", "seed",
             "secagg_neighbours", "secagg_threshold", "secagg_clip", "secagg_max_weight",
-            "submodel_psu") if k in values},
+            "submodel_psu", "submodel_negatives") if k in values},
         "modes": modes,
     })
     report["settings"]["lr_decay"] = values.get("lr_decay", 1.0)
