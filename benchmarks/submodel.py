@@ -307,9 +307,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--dim", type=int, default=16)
     parser.add_argument("--negatives", type=int, default=4)
-    parser.add_argument("--negatives-mode", choices=("fixed", "downloaded"), default="fixed",
-                        help="submodel_negatives: sampled negatives in S (fixed) or drawn "
-                             "among the downloaded rows (downloaded)")
+    parser.add_argument("--negatives-mode", default="fixed",
+                        help="config key submodel_negatives (checked by RunConfig): sampled "
+                             "negatives in S (fixed) or drawn among the downloaded rows "
+                             "(downloaded)")
     parser.add_argument("--neighbours", type=int, default=14,
                         help="SecAgg+ graph degree (0: complete graph)")
     parser.add_argument("--seed", type=int, default=0)

@@ -8,27 +8,22 @@ the package, the experiment and scenario files and the README.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from fedkit.flower.simulation import find_project_root
+from fedkit.flower.simulation import find_project_root, flower_env
 
 FLOWER_FAB_LIMIT = 10 * 1024 * 1024  # flwr 1.42: "FAB size exceeds maximum allowed size"
 
 
 @pytest.fixture(scope="module")
 def fab(tmp_path_factory) -> Path:
-    flwr = shutil.which("flwr") or str(Path(sys.executable).parent / "flwr")
     out = tmp_path_factory.mktemp("fab")
-    env = {**os.environ, "FLWR_HOME": str(out / "flwr-home"), "FLWR_TELEMETRY_ENABLED": "0"}
-    done = subprocess.run([flwr, "build", "--app", str(find_project_root())], cwd=out,
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["flwr", "build", "--app", str(find_project_root())], cwd=out,
+                          env=flower_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     (path,) = out.glob("*.fab")
     return path
