@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedkit.data._split import IMAGE_MEAN, IMAGE_STD, Split
+from fedkit.data._split import IMAGE_MEAN, IMAGE_STD, Split, normalise_images
 from fedkit.data.cifar10 import (
     CIFAR10_CLASSES,
     DatasetNotFoundError,
@@ -67,6 +67,7 @@ __all__ = [
     "load_cifar10",
     "load_federated_data",
     "make_synthetic",
+    "normalise_images",
     "partition_dirichlet",
     "partition_iid",
     "partition_one_class",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Split", "IMAGE_MEAN", "IMAGE_STD"]
+__all__ = ["Split", "IMAGE_MEAN", "IMAGE_STD", "normalise_images"]
 
 IMAGE_MEAN = 0.5
 """Per-channel mean subtracted from images scaled to [0, 1] (FedLaAvg code)."""
@@ -125,8 +125,7 @@ class Split:
         """
         batch = self.x if index is None else self.x[_as_index(index, self.x.device)]
         if batch.dtype == torch.uint8:
-            # the same three operations, in place: no temporaries
-            return batch.to(torch.float32).div_(255.0).sub_(IMAGE_MEAN).div_(IMAGE_STD)
+            return normalise_images(batch)
         if index is None or isinstance(index, slice | int):
             return batch.clone()  # basic indexing gives a view; never hand out x itself
         return batch
@@ -134,6 +133,16 @@ class Split:
     def labels(self, index: Any = None) -> torch.Tensor:
         """Return the labels ``y[index]`` (same index forms as :meth:`features`)."""
         return self.y if index is None else self.y[_as_index(index, self.y.device)]
+
+
+def normalise_images(images: torch.Tensor) -> torch.Tensor:
+    """Return ``uint8`` images as float32 model input ``(x / 255 - 0.5) / 0.5`` (a new tensor).
+
+    The rule is elementwise, so it applies to any layout (``[n, C, H, W]``, or the batched
+    engine's ``[B, H, W, K, C]``); the result has the layout of ``images``.
+    """
+    # the same three operations, in place: no temporaries
+    return images.to(torch.float32).div_(255.0).sub_(IMAGE_MEAN).div_(IMAGE_STD)
 
 
 def _as_index(index: Any, device: torch.device) -> Any:

@@ -24,8 +24,11 @@ at step ``s`` are a prefix ``[:K_s]`` of the stack: a finished client is simply 
 and its parameters do not change.
 
 For an unmodified LeNet5 the gradients come instead from one grouped network (grouped
-convolutions with ``groups=K`` on ``channels_last`` input, ``baddbmm`` dense layers; see
-:mod:`fedkit.training._batched_lenet`), the same arithmetic, about twice as fast on CPUs.
+convolutions with ``groups=K`` on ``channels_last`` input laid out while still ``uint8``,
+``baddbmm`` dense layers; see :mod:`fedkit.training._batched_lenet`), the same arithmetic,
+about twice as fast on CPUs; with plain SGD (no momentum, no weight decay) its step also
+updates the dense weights in place (``baddbmm_``) from the gradients at the layers' outputs,
+so their gradients are never stored.
 
 Cost. Per step: one forward and backward of a ``[K_s, B]`` batch (the FLOPs of K sequential
 steps, plus the padding of short batches), one gather of ``K_s * B`` samples, and a Python
@@ -55,7 +58,8 @@ References:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -64,7 +68,12 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from fedkit.training._batched_checks import ClientJob, can_batch, check_start_states
-from fedkit.training._batched_lenet import is_plain_lenet5, lenet5_loss_grads
+from fedkit.training._batched_lenet import (
+    grouped_images,
+    is_plain_lenet5,
+    lenet5_loss_grads,
+    lenet5_sgd_step,
+)
 from fedkit.training._batched_plan import MinibatchPlan, plan_minibatches
 from fedkit.training._indices import as_index_tensor
 from fedkit.training.local_sgd import LocalSGDConfig, TrainResult
@@ -77,14 +86,31 @@ __all__ = ["ClientJob", "can_batch", "train_local_batched"]
 _OWNER = "train_local_batched"
 
 
-def _loss_grad_fn(model: nn.Module, template: nn.Module):
-    """Return ``(params, x, y, mask, count, scale) -> (grads, losses)`` for stacked clients.
+@dataclass(frozen=True)
+class _Formulation:
+    """How one step's per-client gradients are computed.
 
-    The grouped LeNet-5 formulation for an unmodified :class:`~fedkit.models.LeNet5`, else
-    ``vmap(grad(loss))`` of ``functional_call`` on the (meta-device) template.
+    ``inputs(local, flat, clients, batch)`` turns the step's gathered sample positions into
+    the model input; ``loss_grads(params, inputs, labels, masks, divisors, scales)`` returns
+    ``(grads, losses)``; ``sgd_step`` (same arguments plus ``neg_lrs``), when not None, does a
+    plain SGD step in place and returns the losses -- used when there is no momentum and no
+    weight decay.
     """
+
+    inputs: Callable[..., torch.Tensor]
+    loss_grads: Callable[..., tuple[dict[str, torch.Tensor], torch.Tensor]]
+    sgd_step: Callable[..., torch.Tensor] | None = None
+
+
+def _stacked_features(local: Split, flat: torch.Tensor, clients: int, batch: int) -> torch.Tensor:
+    return local.features(flat).view(clients, batch, *local.input_shape)
+
+
+def _formulation(model: nn.Module, template: nn.Module) -> _Formulation:
+    """The grouped LeNet-5 network for an unmodified :class:`~fedkit.models.LeNet5`, else
+    ``vmap(grad(loss))`` of ``functional_call`` on the (meta-device) template."""
     if is_plain_lenet5(model):
-        return lenet5_loss_grads
+        return _Formulation(grouped_images, lenet5_loss_grads, lenet5_sgd_step)
 
     def loss_fn(params, x, y, mask, count, scale):
         logits = functional_call(template, params, (x,))
@@ -92,7 +118,7 @@ def _loss_grad_fn(model: nn.Module, template: nn.Module):
         loss = (per_sample * mask).sum() / count
         return loss * scale, loss
 
-    return vmap(grad(loss_fn, has_aux=True))
+    return _Formulation(_stacked_features, vmap(grad(loss_fn, has_aux=True)))
 
 
 def _local_data(
@@ -138,7 +164,7 @@ def _stack_states(
 
 
 def _run_steps(
-    loss_grad,
+    formulation: _Formulation,
     params: dict[str, torch.Tensor],
     lrs: torch.Tensor,
     scales: torch.Tensor,
@@ -150,6 +176,7 @@ def _run_steps(
     """Run every step on the stacked ``params`` in place; return float64 loss sums ``[K]``."""
     device = positions.device
     momentum, weight_decay = config.momentum, config.weight_decay
+    fused_step = formulation.sgd_step if momentum == 0.0 and weight_decay == 0.0 else None
     counts = plan.counts.to(device)
     width = positions.shape[2]
     masks = (torch.arange(width, device=device) < counts.unsqueeze(-1)).to(scales.dtype)
@@ -157,25 +184,27 @@ def _run_steps(
     neg_lrs = {name: (-lrs).view(-1, *([1] * (p.ndim - 1))) for name, p in params.items()}
     buffers: dict[str, torch.Tensor] = {}
     loss_sums = torch.zeros(lrs.numel(), dtype=torch.float64, device=device)
-    input_shape = local.input_shape
     for step, active in enumerate(plan.num_active):
         flat = positions[step, :active].reshape(-1)
-        inputs = local.features(flat).view(active, width, *input_shape)
+        inputs = formulation.inputs(local, flat, active, width)
         labels = local.y[flat].view(active, width)
         views = {name: p[:active] for name, p in params.items()}
-        grads, losses = loss_grad(
-            views, inputs, labels, masks[step, :active], divisors[step, :active], scales[:active]
-        )
-        for name, view in views.items():  # torch.optim.SGD, on all clients at once
-            d_p = grads[name]
-            if weight_decay != 0.0:
-                d_p = d_p.add(view, alpha=weight_decay)
-            if momentum != 0.0:
-                if step == 0:  # every client is active at step 0
-                    buffers[name] = d_p.clone()
-                else:
-                    d_p = buffers[name][:active].mul_(momentum).add_(d_p)
-            view.addcmul_(neg_lrs[name][:active], d_p)
+        batch = (views, inputs, labels, masks[step, :active], divisors[step, :active],
+                 scales[:active])
+        if fused_step is not None:
+            losses = fused_step(*batch, {name: lr[:active] for name, lr in neg_lrs.items()})
+        else:
+            grads, losses = formulation.loss_grads(*batch)
+            for name, view in views.items():  # torch.optim.SGD, on all clients at once
+                d_p = grads[name]
+                if weight_decay != 0.0:
+                    d_p = d_p.add(view, alpha=weight_decay)
+                if momentum != 0.0:
+                    if step == 0:  # every client is active at step 0
+                        buffers[name] = d_p.clone()
+                    else:
+                        d_p = buffers[name][:active].mul_(momentum).add_(d_p)
+                view.addcmul_(neg_lrs[name][:active], d_p)
         loss_sums[:active] += losses.to(torch.float64) * counts[step, :active]
     return loss_sums
 
@@ -263,8 +292,8 @@ def train_local_batched(
     lrs = torch.tensor([jobs[k].lr for k in order], dtype=first.dtype, device=device)
     scales = torch.tensor([jobs[k].loss_scale for k in order], dtype=first.dtype, device=device)
     template = copy.deepcopy(model).to("meta").train()  # the caller's model is never touched
-    loss_grad = _loss_grad_fn(model, template)
-    loss_sums = _run_steps(loss_grad, params, lrs, scales, local, positions, plan, config).cpu()
+    formulation = _formulation(model, template)
+    loss_sums = _run_steps(formulation, params, lrs, scales, local, positions, plan, config).cpu()
     processed = plan.counts.sum(dim=0).tolist()
 
     cpu_params = {name: tensor.cpu() for name, tensor in params.items()}
