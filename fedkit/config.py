@@ -130,6 +130,12 @@ class RunConfig:
             with -- under ``secure``, the randomized-response fakes S'' \\ S, so negatives
             cost no download; under ``full``, any such item. Not for ``plain`` (it downloads
             only S).
+        submodel_negative_weight_cap: ``downloaded`` negatives under ``secure`` only: the
+            fakes come from the round's union, so an item serves as a negative in proportion
+            to how often it is in a union; each negative's loss is weighted by
+            ``min(cap, mean(pi) / pi_j)`` with ``pi`` the server's union frequencies
+            (:mod:`fedkit.submodel.negatives`), sent with the rows. 0 turns the correction
+            off (every weight 1); otherwise in [1, 1000].
         embedding_dim: Dimension of the recommender's item and user embeddings.
         negatives_per_positive: Training negatives per training positive (at most; fewer
             when a ``downloaded`` client holds fewer candidate rows).
@@ -185,6 +191,7 @@ class RunConfig:
     submodel_union_bound: int = 0
     submodel_bloom_fpr: float = 0.01
     submodel_negatives: str = "fixed"
+    submodel_negative_weight_cap: float = 10.0
     embedding_dim: int = 16
     negatives_per_positive: int = 4
     num_items: int = 200
@@ -271,6 +278,10 @@ class RunConfig:
         if not 0 < self.submodel_bloom_fpr < 1:
             raise ConfigError(f"config key 'submodel_bloom_fpr' = {self.submodel_bloom_fpr!r}, "
                               "expected a fraction in (0, 1)")
+        cap = self.submodel_negative_weight_cap
+        if cap != 0 and not 1 <= cap <= 1000:
+            raise ConfigError(f"config key 'submodel_negative_weight_cap' = {cap!r}, expected 0 "
+                              "(no correction) or a cap in [1, 1000]")
         if self.task != "submodel":
             return
         if self.secure_aggregation:

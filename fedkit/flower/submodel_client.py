@@ -36,6 +36,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedkit.config import RunConfig
 from fedkit.flower.submodel_records import (
+    NEGATIVE_WEIGHTS,
     SUBMODEL_RECORD,
     Phase,
     arrays,
@@ -238,6 +239,11 @@ def _download(msg, context, cfg, client_id, record) -> Message:
     if sub["rows"].ndim != 2 or sub["rows"].shape[0] != ids.size:
         raise SecAggProtocolError(f"client {client_id}: downloaded {sub['rows'].shape} rows, "
                                   f"expected one per id of its perturbed set ({ids.size})")
+    weights = sub.get(NEGATIVE_WEIGHTS)
+    if weights is not None and (weights.shape != (ids.size,) or not np.all(
+            np.isfinite(weights) & (weights >= 0))):
+        raise SecAggProtocolError(f"client {client_id}: downloaded negative weights of shape "
+                                  f"{weights.shape}, expected {ids.size} finite weights >= 0")
     out = client.share_keys(decode_submodel_message(record["payload"]))
     _save_protocol(context, client)
     context.state[SUBMODEL_KEY] = arrays(ids=ids, **sub)
@@ -254,7 +260,8 @@ def _train_masked(msg, context, cfg, client_id, record) -> Message:
     start = time.perf_counter()
     update = local_update(cfg, data, client_id, int(record["server-round"]), sub["ids"],
                           sub["rows"], _dense(sub), _user_vector(context, cfg, client_id),
-                          trainable=succinct(real_set(cfg, data, client_id), sub["ids"]))
+                          trainable=succinct(real_set(cfg, data, client_id), sub["ids"]),
+                          row_weights=sub.get(NEGATIVE_WEIGHTS))
     seconds = time.perf_counter() - start
     out = client.masked_input(decode_message(record["payload"]), update.dense,
                               float(update.num_samples), row_values=update.row_values,

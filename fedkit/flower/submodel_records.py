@@ -30,6 +30,7 @@ from fedkit.privacy.submodel_secagg import SubmodelSecAggConfig
 
 __all__ = [
     "EVAL_TYPE",
+    "NEGATIVE_WEIGHTS",
     "SUBMODEL_RECORD",
     "TRAIN_TYPE",
     "Phase",
@@ -46,6 +47,8 @@ __all__ = [
 SUBMODEL_RECORD = "fedkit.submodel"
 TRAIN_TYPE = "train.submodel"
 EVAL_TYPE = "evaluate.submodel"
+NEGATIVE_WEIGHTS = "negative-weights"
+"""Array of the secure download: each row's loss weight as a ``downloaded`` negative."""
 
 
 class Phase(enum.Enum):

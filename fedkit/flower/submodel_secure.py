@@ -13,7 +13,8 @@ Eight exchanges per round (reference/submodel.md §2; the flow with sizes is in
 6.   **download** -- the upload's keys broadcast (every roster key and the S'' of the
      client's graph neighbours, ``secagg_neighbours``) and the rows of S''_u plus the dense
      part go down together (stage 1 of the upload); the client keeps the rows. The rows
-     travel without their ids: the client knows S''_u.
+     travel without their ids: the client knows S''_u. With ``downloaded`` negatives the
+     rows' loss weights as negatives come along (:mod:`fedkit.submodel.negatives`).
 7.   **train** -- the routed shares go down; the client trains on S ∩ S'' and replies its
      masked row updates, 0/1 counts and dense update weighted by its sample count.
 8.   **unmask** -- as SecAgg; the server removes the masks
@@ -43,6 +44,7 @@ from fedkit.config import RunConfig
 from fedkit.flower.secure_server import SecureAggregationSettings
 from fedkit.flower.submodel_exchange import Exchanges
 from fedkit.flower.submodel_records import (
+    NEGATIVE_WEIGHTS,
     SUBMODEL_RECORD,
     Phase,
     arrays,
@@ -57,7 +59,12 @@ from fedkit.privacy.submodel_secagg import (
     decode_submodel_message,
     encode_row_set,
 )
-from fedkit.submodel import bloom_size, decode_index_vector, decode_union
+from fedkit.submodel import (
+    UnionFrequency,
+    bloom_size,
+    decode_index_vector,
+    decode_union,
+)
 
 __all__ = ["SecureRoundResult", "psu_encoding", "run_secure_round"]
 
@@ -135,9 +142,14 @@ def _contents(ex: Exchanges, phase: Phase, ids, config, server_round: int,
 
 
 def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
-                     dense: dict[str, np.ndarray], server_round: int, run_id: int = 0
-                     ) -> SecureRoundResult:
-    """Run the eight exchanges with the clients of ``ex`` (module docstring)."""
+                     dense: dict[str, np.ndarray], server_round: int, run_id: int = 0,
+                     union_frequency: UnionFrequency | None = None) -> SecureRoundResult:
+    """Run the eight exchanges with the clients of ``ex`` (module docstring).
+
+    ``union_frequency``, when given, counts the decoded union; with ``downloaded`` negatives
+    and a non-zero ``submodel_negative_weight_cap`` each client's download then carries the
+    loss weights of its rows as negatives (``NEGATIVE_WEIGHTS``, float16).
+    """
     settings = SecureAggregationSettings.from_run_config(cfg)
     num_items = items.shape[0]
     encoding = psu_encoding(cfg, num_items)
@@ -161,8 +173,15 @@ def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
         start = time.perf_counter()
         cohort = _psu(ex, settings, encoding, num_items, server_round, run_id, state)
         seconds["psu"] = time.perf_counter() - start
+        weights = None
+        if union_frequency is not None:
+            union_frequency.observe(state["union_ids"])
+            if cfg.submodel_negatives == "downloaded" and cfg.submodel_negative_weight_cap:
+                def weights(ids: np.ndarray) -> np.ndarray:
+                    return union_frequency.negative_weights(
+                        ids, cfg.submodel_negative_weight_cap).astype(np.float16)
         result = _upload(ex, cfg, settings, cohort, items, dense, server_round, run_id, state,
-                         seconds)
+                         seconds, weights)
     except SecAggAbort as exc:
         reason = f"secure round aborted: {exc}"
         logger.error("submodel round %s: %s; the model is unchanged", server_round, reason)
@@ -223,7 +242,8 @@ def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items
 
 def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
             cohort: list[int], items: np.ndarray, dense: dict[str, np.ndarray],
-            server_round: int, run_id: int, state: dict, seconds: dict[str, float]):
+            server_round: int, run_id: int, state: dict, seconds: dict[str, float],
+            weights: Callable[[np.ndarray], np.ndarray] | None = None):
     """Exchanges 5-8: report S'', download, train, submodel-aware secure aggregation."""
     if len(cohort) < 2:
         raise SecAggAbort(f"the upload needs at least 2 clients, {len(cohort)} left after the "
@@ -250,7 +270,9 @@ def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
     start = time.perf_counter()
     contents = _contents(ex, Phase.DOWNLOAD, keys, config, r, keys.__getitem__)
     for cid, content in contents.items():
-        content["submodel"] = arrays(rows=items[union_ids[positions[cid]]], **dense)
+        ids = union_ids[positions[cid]]
+        extra = {} if weights is None else {NEGATIVE_WEIGHTS: weights(ids)}
+        content["submodel"] = arrays(rows=items[ids], **extra, **dense)
         state["submodel"].append(content_bytes(RecordDict({"submodel": content["submodel"]})))
     replies = ex.send(Phase.DOWNLOAD, contents)
     _accept(ex, Phase.DOWNLOAD, server, replies, decode_submodel_message)

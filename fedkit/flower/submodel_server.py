@@ -57,7 +57,13 @@ from fedkit.flower.submodel_records import (
 from fedkit.flower.submodel_secure import run_secure_round
 from fedkit.flower.submodel_task import DENSE_KEYS, initial_model, load_rec_data
 from fedkit.privacy.submodel_secagg import row_average
-from fedkit.submodel import PRESETS, PrivacyLedger, epsilon_long_term, epsilon_round
+from fedkit.submodel import (
+    PRESETS,
+    PrivacyLedger,
+    UnionFrequency,
+    epsilon_long_term,
+    epsilon_round,
+)
 from fedkit.submodel.aggregate import row_sums, weighted_sum
 
 __all__ = ["SubmodelLog", "run_submodel_server"]
@@ -207,8 +213,9 @@ def _plain_round(ex: Exchanges, model: _Model, r: int) -> dict:
                        if "train-loss" in u[5]]}
 
 
-def _secure_round(ex: Exchanges, cfg: RunConfig, model: _Model, r: int, run_id: int) -> dict:
-    result = run_secure_round(ex, cfg, model.items, model.dense, r, run_id)
+def _secure_round(ex: Exchanges, cfg: RunConfig, model: _Model, r: int, run_id: int,
+                  union_frequency: UnionFrequency) -> dict:
+    result = run_secure_round(ex, cfg, model.items, model.dense, r, run_id, union_frequency)
     out = {"contributors": list(result.survivors), "reporters": list(result.reporters),
            "union_size": result.union_size, "psu_encoding": list(result.psu_encoding),
            "perturbed_size_mean": _mean(list(result.perturbed_sizes.values())),
@@ -250,6 +257,7 @@ def run_submodel_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower"
     directory = ClientDirectory(cfg.num_clients)
     params = PRESETS[cfg.submodel_preset]
     ledger = PrivacyLedger(params)
+    union_frequency = UnionFrequency(num_items)
     run_id = int(getattr(grid.run, "run_id", 0) or 0)
     log = SubmodelLog(cfg.to_dict(), runtime=runtime)
     for r in range(1, cfg.rounds + 1):
@@ -262,7 +270,7 @@ def run_submodel_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower"
         elif cfg.submodel_mode == "plain":
             out = _plain_round(ex, model, r)
         else:
-            out = _secure_round(ex, cfg, model, r, run_id)
+            out = _secure_round(ex, cfg, model, r, run_id, union_frequency)
             ledger = ledger.record(r, out["reporters"])
         if out.get("aborted"):
             logger.error("submodel round %s: %s; the model is unchanged", r, out["aborted"])

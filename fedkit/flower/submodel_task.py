@@ -150,7 +150,8 @@ class LocalUpdate:
 
 def local_update(cfg: RunConfig, data: RecData, client_id: int, server_round: int,
                  ids: np.ndarray, rows: np.ndarray, dense: dict[str, np.ndarray],
-                 user_vector: np.ndarray, trainable: np.ndarray | None = None) -> LocalUpdate:
+                 user_vector: np.ndarray, trainable: np.ndarray | None = None,
+                 row_weights: np.ndarray | None = None) -> LocalUpdate:
     """Train client ``client_id`` on its samples whose items lie in ``trainable``.
 
     Positives are its training positives in ``trainable``; negatives its fixed negatives in
@@ -162,6 +163,8 @@ def local_update(cfg: RunConfig, data: RecData, client_id: int, server_round: in
         rows: ``[len(ids), dim + 1]`` those rows.
         trainable: Sorted ids it may train (the succinct set S ∩ S''); None = all of ``ids``.
             Must be a subset of ``ids``.
+        row_weights: ``[len(ids)]`` loss weight of each held row when it serves as a
+            ``downloaded`` negative (:mod:`fedkit.submodel.negatives`); None = all 1.
 
     Returns:
         The update; without any sample in ``trainable`` every part is zero and the user
@@ -170,8 +173,15 @@ def local_update(cfg: RunConfig, data: RecData, client_id: int, server_round: in
     ids = np.asarray(ids, np.int64)
     allowed = ids if trainable is None else np.asarray(trainable, np.int64)
     positives = np.intersect1d(data.positives[client_id], allowed)
+    weights = None
     if cfg.submodel_negatives == "downloaded":
         negatives = round_negatives(cfg, data, client_id, server_round, ids, positives.size)
+        if row_weights is not None:
+            row_weights = np.asarray(row_weights, np.float32)
+            if row_weights.shape != ids.shape:
+                raise ValueError(f"row_weights has shape {row_weights.shape}, expected one "
+                                 f"weight per held row {ids.shape}")
+            weights = row_weights[np.searchsorted(ids, negatives)]
     else:
         negatives = np.intersect1d(data.negatives[client_id], allowed)
     zero_dense = np.zeros(dense_vector(dense).size)
@@ -180,7 +190,8 @@ def local_update(cfg: RunConfig, data: RecData, client_id: int, server_round: in
                            np.asarray(user_vector).copy(), float("nan"))
     result = train_user(rows, dense, user_vector, np.searchsorted(ids, positives),
                         np.searchsorted(ids, negatives), train_config(cfg, server_round),
-                        torch_generator(cfg.seed, "submodel-train", server_round, client_id))
+                        torch_generator(cfg.seed, "submodel-train", server_round, client_id),
+                        negative_weights=weights)
     touched = np.isin(ids, np.union1d(positives, negatives))
     delta = (result.rows.astype(np.float64) - rows.astype(np.float64)) * touched[:, None]
     return LocalUpdate(

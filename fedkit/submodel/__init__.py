@@ -6,7 +6,9 @@
 * :mod:`~fedkit.submodel.rr` -- double randomized response over the union (permanent
   answer memoised per client, instantaneous answer per round);
 * :mod:`~fedkit.submodel.ledger` -- per-round and long-term epsilon, presets, and a
-  per-client privacy ledger.
+  per-client privacy ledger;
+* :mod:`~fedkit.submodel.negatives` -- the server's union frequencies and the loss weights
+  that correct the sampling bias of negatives drawn among the downloaded rows.
 
 Order within a round (reference/submodel.md §2): client encodes its real set
 (``random_valued_filter``) -> secure sum mod 2^32 -> server ``decode_union`` -> clients
@@ -39,6 +41,7 @@ from fedkit.submodel.ledger import (
     rr_epsilon,
 )
 from fedkit.submodel.murmur import as_keys, murmur3_32
+from fedkit.submodel.negatives import UnionFrequency
 from fedkit.submodel.rr import (
     DoubleRRParams,
     PermanentMemo,
@@ -54,6 +57,7 @@ __all__ = [
     "DoubleRRParams",
     "PermanentMemo",
     "PrivacyLedger",
+    "UnionFrequency",
     "as_keys",
     "bloom_filter",
     "bloom_positions",

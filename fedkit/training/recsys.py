@@ -1,7 +1,8 @@
 """Local training and evaluation of the recommendation model (:mod:`fedkit.models.recommender`).
 
 :func:`train_user` runs a client's local SGD on the binary cross-entropy of its training
-positives (label 1) and sampled negatives (label 0), over the rows it holds: its submodel.
+positives (label 1) and sampled negatives (label 0, optionally weighted), over the rows it
+holds: its submodel.
 The loss of a minibatch is the *sum* over its samples, so a sample moves its item row by
 ``lr`` times its own gradient whatever the batch size.
 :func:`auc_hr` measures ranking quality the usual way for implicit feedback: for each user,
@@ -50,7 +51,8 @@ class RecTrainResult:
 
 def train_user(rows: np.ndarray, dense: dict[str, np.ndarray], user_vector: np.ndarray,
                positives: np.ndarray, negatives: np.ndarray, config: RecTrainConfig,
-               generator: torch.Generator) -> RecTrainResult:
+               generator: torch.Generator, negative_weights: np.ndarray | None = None
+               ) -> RecTrainResult:
     """Local SGD on one client's samples over the rows it holds.
 
     Args:
@@ -60,9 +62,12 @@ def train_user(rows: np.ndarray, dense: dict[str, np.ndarray], user_vector: np.n
         positives, negatives: Indices **into rows** of the positive and negative samples.
         config: Learning rate, epochs, batch size, L2 on the rows and user vector touched.
         generator: The shuffling stream.
+        negative_weights: Per negative, the weight of its loss term (default 1; e.g. the
+            sampling-bias correction of :mod:`fedkit.submodel.negatives`). Positives weigh 1.
 
     Raises:
-        ValueError: On indices outside ``rows`` or no samples at all.
+        ValueError: On indices outside ``rows``, no samples at all, or negative weights of
+            the wrong length or not finite and >= 0.
     """
     positives, negatives = np.asarray(positives, np.int64), np.asarray(negatives, np.int64)
     index = np.concatenate([positives, negatives])
@@ -72,6 +77,15 @@ def train_user(rows: np.ndarray, dense: dict[str, np.ndarray], user_vector: np.n
         raise ValueError(f"sample indices must lie in [0, {rows.shape[0]}), got "
                          f"[{index.min()}, {index.max()}]")
     labels = torch.cat([torch.ones(positives.size), torch.zeros(negatives.size)])
+    weights = torch.ones(index.size)
+    if negative_weights is not None:
+        negative_weights = np.asarray(negative_weights, np.float32)
+        if negative_weights.shape != negatives.shape:
+            raise ValueError(f"negative_weights has shape {negative_weights.shape}, expected "
+                             f"one weight per negative {negatives.shape}")
+        if not np.all(np.isfinite(negative_weights) & (negative_weights >= 0)):
+            raise ValueError("negative_weights must be finite and >= 0")
+        weights[positives.size:] = torch.from_numpy(negative_weights)
     samples = torch.from_numpy(index)
     dim = rows.shape[1] - 1
     table = torch.tensor(rows, requires_grad=True)
@@ -87,7 +101,8 @@ def train_user(rows: np.ndarray, dense: dict[str, np.ndarray], user_vector: np.n
             picked = table[samples[batch]]
             logits = (user @ w) @ picked[:, :dim].T + picked[:, dim] + c
             # summed over the batch: each sample moves its own row by lr * its gradient
-            loss = F.binary_cross_entropy_with_logits(logits, labels[batch], reduction="sum")
+            loss = F.binary_cross_entropy_with_logits(logits, labels[batch],
+                                                      weight=weights[batch], reduction="sum")
             penalty = config.l2 * (picked[:, :dim].pow(2).sum() + user.pow(2).sum())
             grads = torch.autograd.grad(loss + penalty, params)
             with torch.no_grad():

@@ -11,7 +11,7 @@ from submodel_helpers import all_arrays, dropping, phase_of, recording, run, sma
 from fedkit.config import ConfigError, RunConfig
 from fedkit.flower.client_app import app as fedkit_app
 from fedkit.flower.submodel_client import MEMO_KEY, SUBMODEL_KEY, _user_vector
-from fedkit.flower.submodel_records import Phase, read_phase
+from fedkit.flower.submodel_records import NEGATIVE_WEIGHTS, Phase, read_phase
 from fedkit.flower.submodel_task import (
     dense_vector,
     initial_model,
@@ -21,7 +21,7 @@ from fedkit.flower.submodel_task import (
 )
 from fedkit.privacy.secagg import decode_message
 from fedkit.privacy.submodel_secagg import decode_row_set, decode_submodel_message, row_average
-from fedkit.submodel import PermanentMemo, succinct_set
+from fedkit.submodel import PermanentMemo, UnionFrequency, succinct_set
 from fedkit.submodel.aggregate import row_sums, weighted_sum
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-100k"
@@ -68,7 +68,9 @@ def test_secure_row_average_equals_plaintext_average_of_individual_updates(tmp_p
                                   {"w": sub["w"], "c": sub["c"]},
                                   _user_vector(context, cfg, pid),
                                   trainable=succinct_set(real_set(cfg, data, pid),
-                                                         sub["ids"]))
+                                                         sub["ids"]),
+                                  row_weights=sub.get(NEGATIVE_WEIGHTS))
+            assert (NEGATIVE_WEIGHTS in sub) == (negatives == "downloaded")
             expected[pid] = (sub["ids"], update)
         return fedkit_app(msg, context)
 
@@ -348,3 +350,37 @@ def _user_vector_of(cfg, client_id):
     from fedkit.models.recommender import init_user_vector
 
     return init_user_vector(cfg.embedding_dim, cfg.seed, client_id)
+
+
+@pytest.mark.parametrize("cap", [10.0, 0.0])
+def test_downloaded_negatives_come_with_weights_from_the_unions_seen_so_far(tmp_path, cap):
+    # The server counts every decoded union and sends each client, with its rows S'', the
+    # weights min(cap, mean(pi)/pi_j) of UnionFrequency over the unions up to this round;
+    # cap 0 sends none. The unions are read from the REPORT requests the clients received.
+    cfg = small_config(tmp_path, rounds=3, submodel_negatives="downloaded",
+                       submodel_preset="cpp3", submodel_negative_weight_cap=cap)
+    seen: list = []
+    run(cfg, recording(fedkit_app, seen))
+    freq = UnionFrequency(cfg.num_items)
+    checked = 0
+    for r in (1, 2, 3):
+        in_round = [(pid, phase, req, rep) for pid, phase, req, rep in seen
+                    if phase is not None and int(read_phase(req)[1]["server-round"]) == r]
+        reports = [(pid, req, rep) for pid, phase, req, rep in in_round if phase is Phase.REPORT]
+        union = decode_row_set(read_phase(reports[0][1])[1]["union"])
+        freq.observe(union)
+        rows = {pid: union[decode_submodel_message(read_phase(rep, Phase.REPORT)[1]["payload"])
+                           .rows] for pid, _, rep in reports}
+        for pid, phase, request, _ in in_round:
+            if phase is not Phase.DOWNLOAD:
+                continue
+            sub = {k: a.numpy() for k, a in request.content["submodel"].items()}
+            if cap == 0:
+                assert NEGATIVE_WEIGHTS not in sub
+                continue
+            assert sub[NEGATIVE_WEIGHTS].dtype == np.float16
+            want = freq.negative_weights(rows[pid], cap)
+            np.testing.assert_allclose(sub[NEGATIVE_WEIGHTS], want, rtol=1e-3)
+            checked += 1
+    assert checked == (0 if cap == 0 else 15)
+    assert freq.rounds == 3
