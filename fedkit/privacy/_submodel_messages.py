@@ -8,10 +8,11 @@ u64 round_id``), two new type bytes:
 * 9 ``SubmodelKeysBroadcast`` (server -> one client u): ``u64 u`` (the recipient), the two
   maps of ``KeysBroadcast`` (full keys of u and its graph neighbours, 16-byte key digests of
   every other roster client: a client needs every digest to recompute the graph seed, which
-  the server therefore cannot choose), then ``u32 count | (u64 id | rows)*``: the row sets
-  S''_v of u's graph neighbours v only (ids strictly increasing, each in the key map, u
-  itself not listed). With SecAgg+'s k-regular graph keys and row sets cost O(k) per client;
-  only the digests (28 bytes per roster client) grow with n.
+  the server therefore cannot choose), then ``u32 count | (u64 id | rows)*``: for each of u's
+  graph neighbours v only, the rows u shares with v, S''_v ∩ S''_u -- all u's pairwise masks
+  need, and less than S''_v itself (ids strictly increasing, each in the key map, u itself not
+  listed). With SecAgg+'s k-regular graph keys and row sets cost O(k) per client; only the
+  digests (28 bytes per roster client) grow with n.
 
 A row set is encoded by ``_submodel_rowsets`` (the shorter of gap varints and a bitmap over
 its range). The other stages reuse ``ShareKeys``, ``SharesBroadcast``, ``MaskedInput`` (a
@@ -88,8 +89,8 @@ class SubmodelAdvertiseKeys(_Message):
 
 @dataclass(frozen=True, repr=False)
 class SubmodelKeysBroadcast(_Message):
-    """Stage 0 -> 1, server -> client u: every roster key (``enc | mask``) and the row sets
-    S''_v of u's graph neighbours v."""
+    """Stage 0 -> 1, server -> client u: every roster key (``enc | mask``) and, for each of
+    u's graph neighbours v, the rows they share, S''_v ∩ S''_u."""
 
     TYPE: ClassVar[int] = 9
     client_id: int  # the recipient u

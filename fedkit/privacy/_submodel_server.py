@@ -90,8 +90,9 @@ class SubmodelSecAggServer(SecAggServer):
 
         Client u's message holds the roster of :meth:`SecAggServer.keys_for` (full keys of u
         and its graph neighbours, digests of the others: u needs every digest to recompute the
-        graph seed) and the row sets of u's graph neighbours only: those are the sets its
-        pairwise masks are laid over, so with a k-regular graph both cost O(k) per client.
+        graph seed) and, for u's graph neighbours v only, the rows u shares with v
+        (S''_v ∩ S''_u): exactly the rows its pairwise mask with v is laid over, so with a
+        k-regular graph both cost O(k) per client, and u learns no more of S''_v.
 
         Raises:
             SecAggAbort: Fewer than ``threshold`` clients advertised keys.
@@ -105,7 +106,11 @@ class SubmodelSecAggServer(SecAggServer):
                 keys.round_id,
                 cid,
                 keys.public_keys,
-                MappingProxyType({v: self._rows[v] for v in sorted(self._graph[cid])}),
+                # u needs only the rows it shares with v (its pairwise masks cover exactly
+                # those): S''_v ∩ S''_u, less to send and less revealed than S''_v
+                MappingProxyType({v: np.intersect1d(self._rows[v], self._rows[cid],
+                                                    assume_unique=True)
+                                  for v in sorted(self._graph[cid])}),
                 keys.digests,
             )
         return out

@@ -187,10 +187,12 @@ def test_server_rejects_a_plain_advertise_keys_and_bad_row_sets():
     server.receive(advertise(1, [2, 3]))
     with pytest.raises(SecAggProtocolError, match="duplicate AdvertiseKeys from client 1"):
         server.receive(advertise(1, [2, 3]))
-    broadcasts = server.broadcast_keys()  # complete graph: each gets the other's set only
+    # complete graph: each gets only the rows it shares with the other ({0, 2} & {2, 3}),
+    # not the other's whole set
+    broadcasts = server.broadcast_keys()
     assert {cid: {v: r.tolist() for v, r in b.rows.items()} for cid, b in broadcasts.items()} == {
-        0: {1: [2, 3]},
-        1: {0: [0, 2]},
+        0: {1: [2]},
+        1: {0: [2]},
     }
     assert all(b.client_id == cid and set(b.public_keys) == {0, 1} for cid, b in broadcasts.items())
 
@@ -331,8 +333,9 @@ def test_keys_broadcast_parsing_is_strict():
 
 def test_keys_broadcast_row_sets_grow_with_the_degree_not_the_cohort():
     # Every client holds 200 of 1 000 rows. A client's keys broadcast carries the keys of its
-    # k neighbours (76 bytes each) and the sets of its k neighbours only; of every other roster
-    # client a 16-byte key digest (28 bytes with id and length: the graph seed hashes them all).
+    # k neighbours (76 bytes each) and, of its k neighbours only, the rows it shares with each
+    # (~40 of them); of every other roster client a 16-byte key digest (28 bytes with id and
+    # length: the graph seed hashes them all).
     def download(n, k, seed=0):
         rng = np.random.default_rng(seed)
         rows = {cid: np.sort(rng.choice(1000, 200, replace=False)) for cid in range(n)}
@@ -348,7 +351,9 @@ def test_keys_broadcast_row_sets_grow_with_the_degree_not_the_cohort():
         return np.mean([report.bytes_down[cid][Stage.SHARE_KEYS] for cid in range(n)])
 
     per_key, per_digest = 8 + 4 + 64, 8 + 4 + 16
-    per_set = 8 + 13 + 125  # id, bitmap header, <= 1000 bits
+    # id, gap-varint header, ~40 one-byte gaps (200 x 200 / 1000 shared rows, ~25 apart);
+    # the whole set (bitmap header + 125 bytes) would be ~2.5x more
+    per_set = 8 + 9 + 40
     per_neighbour = per_set + per_key - per_digest  # its keys and set instead of a digest
     small, large = download(12, 4), download(48, 4)
     assert large - small == pytest.approx(per_digest * (48 - 12), abs=4 * 8)  # digests only
