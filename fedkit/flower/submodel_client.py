@@ -40,6 +40,7 @@ from fedkit.flower.submodel_records import (
     SUBMODEL_RECORD,
     Phase,
     arrays,
+    config_fields,
     numpy_arrays,
     read_config,
     read_phase,
@@ -85,7 +86,9 @@ def _memo(context: Context) -> PermanentMemo:
 
 
 def _save_protocol(context: Context, client: SecAggClient) -> None:
-    context.state[PROTOCOL_KEY] = ConfigRecord({"state": client.to_state()})
+    # the protocol parameters come once, with an instance's first stage; kept with the state
+    context.state[PROTOCOL_KEY] = ConfigRecord({"state": client.to_state(),
+                                                **config_fields(client.config)})
 
 
 def _forget(context: Context, *keys: str) -> None:
@@ -94,12 +97,12 @@ def _forget(context: Context, *keys: str) -> None:
             del context.state[key]
 
 
-def _restore(context: Context, cls: type[SecAggClient], config, phase: Phase) -> SecAggClient:
+def _restore(context: Context, cls: type[SecAggClient], phase: Phase) -> SecAggClient:
     record = context.state.config_records.get(PROTOCOL_KEY)
     if record is None:
         raise SecAggProtocolError(f"phase {phase.value} arrived but this node holds no protocol "
                                   "state (it missed an earlier phase or restarted)")
-    return cls.from_state(config, record["state"])
+    return cls.from_state(read_config(record), record["state"])
 
 
 def _dense(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -169,7 +172,7 @@ def _psu_keys(msg, context, cfg, client_id, record) -> Message:
 
 
 def _psu_shares(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SecAggClient, read_config(record), Phase.PSU_SHARES)
+    client = _restore(context, SecAggClient, Phase.PSU_SHARES)
     out = client.share_keys(decode_message(record["payload"]))
     _save_protocol(context, client)
     return _reply(msg, Phase.PSU_SHARES, out.to_bytes())
@@ -193,7 +196,7 @@ def psu_vector(real: np.ndarray, record: ConfigRecord, rng: np.random.Generator)
 
 
 def _psu_input(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SecAggClient, read_config(record), Phase.PSU_INPUT)
+    client = _restore(context, SecAggClient, Phase.PSU_INPUT)
     vector = psu_vector(real_set(cfg, load_rec_data(cfg), client_id), record, _os_rng())
     out = client.masked_ring_input(decode_message(record["payload"]), vector)
     _save_protocol(context, client)
@@ -202,7 +205,7 @@ def _psu_input(msg, context, cfg, client_id, record) -> Message:
 
 def _unmask(phase: Phase, cls: type[SecAggClient], decode):
     def handle(msg, context, cfg, client_id, record) -> Message:
-        client = _restore(context, cls, read_config(record), phase)
+        client = _restore(context, cls, phase)
         out = client.unmask(decode(record["payload"]))
         _forget(context, PROTOCOL_KEY)
         return _reply(msg, phase, out.to_bytes())
@@ -229,7 +232,7 @@ def _report(msg, context, cfg, client_id, record) -> Message:
 
 
 def _download(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SubmodelSecAggClient, read_config(record), Phase.DOWNLOAD)
+    client = _restore(context, SubmodelSecAggClient, Phase.DOWNLOAD)
     stored = context.state.array_records.get(SUBMODEL_KEY)
     if stored is None:
         raise SecAggProtocolError(f"client {client_id}: download arrived but it holds no "
@@ -251,7 +254,7 @@ def _download(msg, context, cfg, client_id, record) -> Message:
 
 
 def _train_masked(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SubmodelSecAggClient, read_config(record), Phase.TRAIN)
+    client = _restore(context, SubmodelSecAggClient, Phase.TRAIN)
     stored = context.state.array_records.get(SUBMODEL_KEY)
     if stored is None:
         raise SecAggProtocolError(f"client {client_id}: no downloaded submodel to train")

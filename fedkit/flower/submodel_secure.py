@@ -134,8 +134,14 @@ def _accept(ex: Exchanges, phase: Phase, server: SecAggServer, replies: Mapping[
     return accepted
 
 
+# The first request of each protocol instance carries its parameters; the client keeps them
+# with its protocol state, so the later stages do not repeat them (~300 bytes a message).
+_OPENING_PHASES = (Phase.PSU_KEYS, Phase.REPORT)
+
+
 def _contents(ex: Exchanges, phase: Phase, ids, config, server_round: int,
               payload_fn: Callable[[int], bytes], **extra) -> dict[int, RecordDict]:
+    config = config if phase in _OPENING_PHASES else None
     return {cid: RecordDict({SUBMODEL_RECORD: request_record(
         phase, server_round, cid, payload_fn(cid), config, **extra)})
         for cid in ex.alive(ids)}
