@@ -204,6 +204,12 @@ def _to_items(result, union: np.ndarray, num_items: int):
     return dataclasses.replace(result, row_sums=row_sums, row_counts=row_counts)
 
 
+def _unmask_requests(server: SecAggServer) -> dict[int, bytes]:
+    """Close the masked inputs; per alive client, its neighbourhood's alive/dropped lists."""
+    alive = server.request_unmask().alive
+    return {cid: server.unmask_request_for(cid).to_bytes() for cid in alive}
+
+
 def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items: int,
          server_round: int, run_id: int, state: dict) -> list[int]:
     """Exchanges 1-4: the union of the real sets; return the cohort of the upload."""
@@ -228,10 +234,9 @@ def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items
         ex, Phase.PSU_INPUT, routed, config, r, routed.__getitem__, **{
             "psu-encoding": kind, "psu-length": length, "psu-hashes": hashes}))
     _accept(ex, Phase.PSU_INPUT, server, replies, decode_message)
-    unmask = server.request_unmask()
-    payload = unmask.to_bytes()
-    replies = ex.send(Phase.PSU_UNMASK, _contents(ex, Phase.PSU_UNMASK, unmask.alive, config,
-                                                  r, lambda c: payload))
+    unmask = _unmask_requests(server)
+    replies = ex.send(Phase.PSU_UNMASK, _contents(ex, Phase.PSU_UNMASK, unmask, config, r,
+                                                  unmask.__getitem__))
     _accept(ex, Phase.PSU_UNMASK, server, replies, decode_message)
     result = server.aggregate()
     summed = result.ring_sum[:-1]
@@ -293,13 +298,12 @@ def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
         if "train-seconds" in metrics:
             state["train"].append(float(metrics["train-seconds"]))
     _accept(ex, Phase.TRAIN, server, replies, decode_submodel_message)
-    unmask = server.request_unmask()
+    unmask = _unmask_requests(server)
     seconds["train"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    payload = unmask.to_bytes()
-    replies = ex.send(Phase.UNMASK, _contents(ex, Phase.UNMASK, unmask.alive, config, r,
-                                              lambda c: payload))
+    replies = ex.send(Phase.UNMASK, _contents(ex, Phase.UNMASK, unmask, config, r,
+                                              unmask.__getitem__))
     _accept(ex, Phase.UNMASK, server, replies, decode_submodel_message)
     result = server.aggregate()
     seconds["secagg"] = time.perf_counter() - start

@@ -300,6 +300,29 @@ class SecAggServer:
             c.run_id, c.round_id, tuple(sorted(self._alive)), tuple(sorted(self._dropped))
         )
 
+    def unmask_request_for(self, client_id: int) -> UnmaskRequest:
+        """After :meth:`request_unmask`: the lists restricted to ``client_id``'s neighbourhood.
+
+        A client holds shares of its graph neighbours only, and its threshold check is per
+        neighbourhood (Bell et al., CCS 2020, §3), so the alive and dropped clients among
+        itself and its neighbours are all it needs: O(k) ids instead of O(n). On the complete
+        graph this is the full request.
+
+        Raises:
+            SecAggStateError: Before :meth:`request_unmask` or after :meth:`aggregate`.
+            SecAggProtocolError: For a client not in the roster.
+        """
+        if self.stage is not Stage.UNMASK:
+            raise SecAggStateError("unmask_request_for: the server is not collecting unmask "
+                                   f"responses (stage {getattr(self.stage, 'value', None)})")
+        if client_id not in self._graph:
+            raise SecAggProtocolError(f"unmask_request_for: client {client_id} is not in the "
+                                      "roster")
+        near = self._graph[client_id] | {client_id}
+        c = self.config
+        return UnmaskRequest(c.run_id, c.round_id, tuple(sorted(self._alive & near)),
+                             tuple(sorted(self._dropped & near)))
+
     def aggregate(self) -> SecAggResult:
         """Close stage 3: reconstruct secrets, remove all masks and decode the weighted sum.
 

@@ -14,6 +14,7 @@ from fedkit.privacy.secagg import (
     SecAggConfig,
     SecAggProtocolError,
     SecAggServer,
+    SecAggStateError,
     Stage,
     run_secagg_ring,
 )
@@ -142,3 +143,37 @@ def test_ring_and_real_inputs_mix_only_as_ring_elements():
     ring = server.aggregate().ring_sum
     # fixed point: 0 -> 0, -0.5 * 4 = -2 (exact, no rounding), weight fraction 1 -> 4
     assert ring.tolist() == [5, (7 - 2) % 2**32, 9 + 4]
+
+
+def test_neighbourhood_unmask_requests_list_only_neighbours_and_recover_the_exact_sum():
+    # SecAgg+ on 12 clients, k = 4: each client gets the alive/dropped lists of itself and its
+    # 4 neighbours only (5 ids instead of 12), and the sum with two dropped clients is exact.
+    ids = list(range(12))
+    config = SecAggConfig.secagg_plus(num_clients=12, vector_length=3, num_neighbours=4)
+    clients, server, shares = _clients_at_masked_input(config, ids)
+    vectors = _ring_vectors(ids, config.wire_length, 32, seed=9)
+    for cid in ids[2:]:  # clients 0 and 1 drop before their masked input
+        server.receive(clients[cid].masked_ring_input(shares[cid], vectors[cid]))
+    full = server.request_unmask()
+    assert full.dropped == (0, 1)
+    for cid in ids[2:]:
+        request = server.unmask_request_for(cid)
+        near = {cid, *shares[cid].ciphertexts}  # itself and the neighbours that sent it shares
+        assert set(request.alive) | set(request.dropped) == near and len(near) == 5
+        assert set(request.dropped) == near & {0, 1}
+        server.receive(clients[cid].unmask(request))
+    result = server.aggregate()
+    expected = sum(vectors[c].astype(np.uint64) for c in ids[2:]) % 2**32
+    assert np.array_equal(result.ring_sum, expected.astype(np.uint32))
+
+
+def test_neighbourhood_unmask_request_needs_the_unmask_stage_and_a_roster_client():
+    config = SecAggConfig(num_clients=3, vector_length=2, threshold=2)
+    clients, server, shares = _clients_at_masked_input(config, [1, 2, 3])
+    with pytest.raises(SecAggStateError, match="not collecting unmask responses"):
+        server.unmask_request_for(1)
+    for cid, client in clients.items():
+        server.receive(client.masked_ring_input(shares[cid], np.zeros(3, np.uint32)))
+    server.request_unmask()
+    with pytest.raises(SecAggProtocolError, match="client 9 is not in the roster"):
+        server.unmask_request_for(9)
