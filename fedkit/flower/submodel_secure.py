@@ -179,15 +179,10 @@ def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
         start = time.perf_counter()
         cohort = _psu(ex, settings, encoding, num_items, server_round, run_id, state)
         seconds["psu"] = time.perf_counter() - start
-        weights = None
         if union_frequency is not None:
             union_frequency.observe(state["union_ids"])
-            if cfg.submodel_negatives == "downloaded" and cfg.submodel_negative_weight_cap:
-                def weights(ids: np.ndarray) -> np.ndarray:
-                    return union_frequency.negative_weights(
-                        ids, cfg.submodel_negative_weight_cap).astype(np.float16)
         result = _upload(ex, cfg, settings, cohort, items, dense, server_round, run_id, state,
-                         seconds, weights)
+                         seconds, union_frequency)
     except SecAggAbort as exc:
         reason = f"secure round aborted: {exc}"
         logger.error("submodel round %s: %s; the model is unchanged", server_round, reason)
@@ -254,8 +249,10 @@ def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items
 def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
             cohort: list[int], items: np.ndarray, dense: dict[str, np.ndarray],
             server_round: int, run_id: int, state: dict, seconds: dict[str, float],
-            weights: Callable[[np.ndarray], np.ndarray] | None = None):
+            union_frequency: UnionFrequency | None = None):
     """Exchanges 5-8: report S'', download, train, submodel-aware secure aggregation."""
+    cap = cfg.submodel_negative_weight_cap if cfg.submodel_negatives == "downloaded" else 0.0
+    weigh = union_frequency is not None and cap > 0
     if len(cohort) < 2:
         raise SecAggAbort(f"the upload needs at least 2 clients, {len(cohort)} left after the "
                           "private set union")
@@ -282,7 +279,8 @@ def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
     contents = _contents(ex, Phase.DOWNLOAD, keys, config, r, keys.__getitem__)
     for cid, content in contents.items():
         ids = union_ids[positions[cid]]
-        extra = {} if weights is None else {NEGATIVE_WEIGHTS: weights(ids)}
+        extra = {NEGATIVE_WEIGHTS: union_frequency.negative_weights(ids, cap).astype(
+            np.float16)} if weigh else {}
         content["submodel"] = arrays(rows=items[ids], **extra, **dense)
         state["submodel"].append(content_bytes(RecordDict({"submodel": content["submodel"]})))
     replies = ex.send(Phase.DOWNLOAD, contents)
