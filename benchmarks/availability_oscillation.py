@@ -5,7 +5,7 @@ CIFAR-10 setup (classes 0-4 online for E = 10 rounds, then classes 5-9 for 5 rou
 of 15) that samples the same phase over and over and hides any oscillation. This script
 takes a run's latest checkpoint, copies it to a scratch folder, and continues the run from it
 for a few periods with central evaluation after *every* round (the suite's own folder is only
-read). A resumed run is exact (fedkit.flower.checkpoint), so these are the rounds the run
+read). A resumed run is exact (fedkit.flower.apps.checkpoint), so these are the rounds the run
 itself would go through.
 
 For each probed run it records, per round: test accuracy and loss, and the share of the
@@ -59,8 +59,8 @@ def probe(suite: Path, name: str, periods: int) -> list[dict]:
     """Continue ``name`` from its checkpoint for ``periods`` periods, evaluating every round."""
     from fedkit.config import RunConfig
     from fedkit.flower import run_inprocess
-    from fedkit.flower.checkpoint import CHECKPOINT_DIR, load_checkpoint
-    from fedkit.flower.task import availability_model, client_info, load_data
+    from fedkit.flower.apps.checkpoint import CHECKPOINT_DIR, load_checkpoint
+    from fedkit.flower.apps.task import availability_model, client_info, load_data
 
     folder = suite / "runs" / name
     checkpoint = load_checkpoint(folder)

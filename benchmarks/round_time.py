@@ -144,7 +144,7 @@ def main() -> None:
         return
     from fedkit.bench import environment_info
     from fedkit.data.cifar10 import default_data_dir
-    from fedkit.flower.simulation import run_flower_simulation
+    from fedkit.flower.runtime.simulation import run_flower_simulation
 
     data_dir = (args.data_dir or default_data_dir()).resolve()
     report: dict = {"matmul_gflops": matmul_gflops()}

@@ -264,8 +264,8 @@ def fedkit_apps(rounds: _Rounds, num_nodes: int, num_rounds: int):
     from flwr.serverapp import ServerApp
 
     from fedkit.algorithms.secure_sum import VectorSpec
-    from fedkit.flower.secure_client import secagg_mod
-    from fedkit.flower.secure_server import SecureAggregation, SecureAggregationSettings
+    from fedkit.flower.secagg.mod import secagg_mod
+    from fedkit.flower.secagg.workflow import SecureAggregation, SecureAggregationSettings
 
     client = ClientApp()
 
@@ -347,7 +347,7 @@ def engine_child(variant: str, num_nodes: int, timed_rounds: int, output: Path) 
 
 def engine_run(variant: str, num_nodes: int, timed_rounds: int) -> dict:
     """:func:`engine_child` in a fresh interpreter with its own Flower and Ray folders."""
-    from fedkit.flower.simulation import flower_env
+    from fedkit.flower.runtime.simulation import flower_env
 
     with tempfile.TemporaryDirectory(prefix="fk-sa-") as tmp:
         env = flower_env()

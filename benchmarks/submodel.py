@@ -4,7 +4,7 @@ Issue 6, "Results". Every mode trains the same recommender (item table ``[1682, 
 dense part; user vectors stay on the clients) on all 943 MovieLens users, 100 sampled per
 round with the same seeds (``sample_uniform(seed, round)``), the same initial model and the
 same local SGD (``simulations/submodel_movielens.toml``; fedkit's in-process grid, the
-Flower Message-API round loop of ``fedkit.flower.submodel_server``):
+Flower Message-API round loop of ``fedkit.flower.submodel.server``):
 
 (a) ``full``        -- FedAvg over the whole model (every client downloads the whole table);
 (b) ``plain``       -- plaintext submodel averaging: each client reports its real index set S
@@ -85,9 +85,9 @@ def base_config(args: argparse.Namespace) -> dict:
 def run_mode(name: str, values: dict, output: Path) -> dict:
     """Run one mode on the in-process grid; return its results document."""
     from fedkit.config import RunConfig
-    from fedkit.flower.client_app import app
-    from fedkit.flower.inprocess import InProcessGrid
-    from fedkit.flower.submodel_server import run_submodel_server
+    from fedkit.flower.apps.client_app import app
+    from fedkit.flower.runtime.inprocess import InProcessGrid
+    from fedkit.flower.submodel.server import run_submodel_server
 
     cfg = RunConfig.from_mapping({**values, **MODES[name], "name": f"submodel-{name}",
                                   "output_dir": str(output / name)})

@@ -226,7 +226,7 @@ def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
         run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed,
                       engine=args.engine, device=args.device)
     else:
-        from fedkit.flower.simulation import run_flower_simulation
+        from fedkit.flower.runtime.simulation import run_flower_simulation
 
         run_flower_simulation(
             cfg, num_cpus_per_client=args.cpus_per_client,

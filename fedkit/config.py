@@ -54,7 +54,7 @@ class RunConfig:
         seed: Root seed; every random stream of the run derives from it.
         task: ``classification`` (the algorithms below on an image/feature dataset) or
             ``submodel`` (federated submodel learning of a recommender,
-            ``docs/submodel.md``; its server is ``fedkit.flower.submodel_server``).
+            ``docs/submodel.md``; its server is ``fedkit.flower.submodel.server``).
         dataset: ``synthetic`` (embedded, generated in-process) or ``cifar10`` for
             classification; ``movielens`` (MovieLens-100k, one client per user) or
             ``synthetic-rec`` (generated implicit feedback, ``num_items`` items) for submodel.

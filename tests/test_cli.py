@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fedkit.cli import main
-from fedkit.flower.progress import ProgressLine
+from fedkit.flower.apps.progress import ProgressLine
 
 
 def test_help_lists_every_subcommand_option():

@@ -14,7 +14,7 @@ Everything else -- the node-id to client-id directory, message construction, rep
 
 Strategies that can work from the sum of the clients' updates alone set
 ``supports_secure_aggregation`` and fill in :meth:`~FedkitStrategy.secure_vector_spec` and
-:meth:`~FedkitStrategy.fold_secure_sum`; :mod:`fedkit.flower.secure_server` then runs the
+:meth:`~FedkitStrategy.fold_secure_sum`; :mod:`fedkit.flower.secagg.workflow` then runs the
 round's training under secure aggregation and hands the unmasked sum to
 :meth:`~FedkitStrategy.aggregate_secure`.
 Replies of kind ``model`` carry the client's local model; ``gradient-delta`` carries FedLaAvg's

@@ -13,7 +13,7 @@ Storage modes (identical trajectories):
   ΔG_i; the server holds O(d) plus O(N) scalars, and the models it sent in the rounds that
   are some client's latest (at most ceil(N/K)E of them when every client is available once
   every E rounds), which it uses to let a client that lost its state recompute its G_i
-  exactly (:mod:`fedkit.flower.client_delta`).
+  exactly (:mod:`fedkit.flower.apps.client_delta`).
 * ``server-table``: clients return their local model; the server stores every G_i (O(N d)).
 
 ``warmup_rounds`` (``--num_non_update_rounds`` in the authors' code): in those rounds updates

@@ -1,6 +1,6 @@
 """What a strategy exchanges with secure aggregation: the vector spec and the unmasked sum.
 
-Under secure aggregation (:mod:`fedkit.flower.secure_server`) the server never sees a
+Under secure aggregation (:mod:`fedkit.flower.secagg.workflow`) the server never sees a
 client's update, only ``sum_u w_u v_u`` and ``sum_u w_u`` over the clients whose masked input
 arrived. A strategy that can work from that (FedAvg; FedLaAvg in client-delta mode, whose
 server needs only the sum of the selected clients' ΔG_i) says how clients form ``v_u``

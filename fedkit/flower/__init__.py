@@ -1,10 +1,16 @@
-"""fedkit on Flower: the ServerApp and ClientApp, the round loop and the in-process grid.
+"""fedkit on Flower, one subpackage per feature.
 
-The app objects live in :mod:`fedkit.flower.server_app` and :mod:`fedkit.flower.client_app`
-(imported lazily: Flower loads them by the names in pyproject.toml).
+* :mod:`fedkit.flower.apps` -- fedkit's ServerApp and ClientApp, the round loop, checkpoints;
+* :mod:`fedkit.flower.runtime` -- the in-process grids (sequential and batched), the
+  availability wrapper, Flower's Simulation Engine through ``flwr run``;
+* :mod:`fedkit.flower.secagg` -- secure aggregation over Flower messages (one exchange, one
+  workflow, the client mod);
+* :mod:`fedkit.flower.submodel` -- secure federated submodel learning over Flower messages.
+
+The app objects are imported lazily: Flower loads them by the names in ``pyproject.toml``.
 """
 
-from fedkit.flower.inprocess import InProcessGrid, run_inprocess
-from fedkit.flower.loop import RoundOutcome, run_rounds
+from fedkit.flower.apps.loop import RoundOutcome, run_rounds
+from fedkit.flower.runtime.inprocess import InProcessGrid, run_inprocess
 
 __all__ = ["InProcessGrid", "RoundOutcome", "run_inprocess", "run_rounds"]

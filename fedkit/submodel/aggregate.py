@@ -2,7 +2,7 @@
 
 * :func:`row_sums` scatters per-client row updates into per-row sums of the count-weighted
   updates and of the 0/1 counts -- in clear what submodel-aware secure aggregation computes
-  under masks (:mod:`fedkit.privacy.submodel_secagg`); :func:`fedkit.privacy.submodel_secagg.
+  under masks (:mod:`fedkit.privacy.submodel`); :func:`fedkit.privacy.submodel.
   row_average` then averages each row over the clients that truly used it (reference/
   submodel.md §2 Phase 5, ``size_agg_flag = 1``).
 * :func:`weighted_sum` gives ``(sum_u n_u x_u, sum_u n_u)``: the dense part by data size, and

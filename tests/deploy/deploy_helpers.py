@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Message
 
-from fedkit.flower.checkpoint import load_checkpoint
-from fedkit.flower.client_app import app as client_app
-from fedkit.flower.secure_client import is_secure_stage
+from fedkit.flower.apps.checkpoint import load_checkpoint
+from fedkit.flower.apps.client_app import app as client_app
+from fedkit.flower.secagg.mod import is_secure_stage
 
 
 class Background:

@@ -19,7 +19,7 @@ from fedkit.config import RunConfig
 from fedkit.deploy import Connection, write_connection, write_node_keys, write_tls_files
 from fedkit.deploy.cli import add_parser
 from fedkit.deploy.processes import free_port, node_config_arg
-from fedkit.flower.task import client_id_of, node_run_config
+from fedkit.flower.apps.task import client_id_of, node_run_config
 
 
 def _mode(path) -> int:

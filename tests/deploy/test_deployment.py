@@ -27,7 +27,7 @@ from deploy_helpers import (
 from fedkit.bench import read_results
 from fedkit.config import RunConfig
 from fedkit.flower import run_inprocess
-from fedkit.flower.checkpoint import load_checkpoint
+from fedkit.flower.apps.checkpoint import load_checkpoint
 from fedkit.privacy.secagg import Stage
 
 pytestmark = pytest.mark.deploy

@@ -3,7 +3,7 @@
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message
 
-from fedkit.flower.client_app import app as client_app
+from fedkit.flower.apps.client_app import app as client_app
 
 
 def corrupting_client(msg: Message, context):

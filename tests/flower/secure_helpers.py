@@ -6,8 +6,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedkit.flower.secure_client import is_secure_stage, secagg_mod
-from fedkit.flower.secure_records import SECAGG_RECORD
+from fedkit.flower.secagg.mod import is_secure_stage, secagg_mod
+from fedkit.flower.secagg.records import SECAGG_RECORD
 from fedkit.privacy.secagg import Stage
 
 DIM = 6

@@ -7,10 +7,10 @@ import numpy as np
 from flwr.app import Message
 
 from fedkit.config import RunConfig
-from fedkit.flower.client_app import app as fedkit_app
-from fedkit.flower.inprocess import InProcessGrid
-from fedkit.flower.submodel_records import TRAIN_TYPE, Phase, read_phase
-from fedkit.flower.submodel_server import run_submodel_server
+from fedkit.flower.apps.client_app import app as fedkit_app
+from fedkit.flower.runtime.inprocess import InProcessGrid
+from fedkit.flower.submodel.records import TRAIN_TYPE, Phase, read_phase
+from fedkit.flower.submodel.server import run_submodel_server
 
 
 def small_config(tmp_path, **changes) -> RunConfig:

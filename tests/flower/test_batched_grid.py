@@ -56,7 +56,7 @@ def test_batched_equals_sequential_on_cifar10(tmp_path, cifar10_dir):
 
 
 def test_a_foreign_client_app_falls_back_with_a_log_line(tmp_path, caplog):
-    from fedkit.flower.client_app import app
+    from fedkit.flower.apps.client_app import app
 
     def wrapped(msg, context):
         return app(msg, context)

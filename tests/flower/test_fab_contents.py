@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fedkit.flower.simulation import find_project_root, flower_env
+from fedkit.flower.runtime.simulation import find_project_root, flower_env
 
 FLOWER_FAB_LIMIT = 10 * 1024 * 1024  # flwr 1.42: "FAB size exceeds maximum allowed size"
 
@@ -32,8 +32,8 @@ def fab(tmp_path_factory) -> Path:
 def test_fab_is_under_flowers_limit_and_holds_the_app(fab: Path) -> None:
     assert fab.stat().st_size < FLOWER_FAB_LIMIT
     names = set(zipfile.ZipFile(fab).namelist())
-    assert {"pyproject.toml", "fedkit/flower/server_app.py", "fedkit/flower/client_app.py",
-            "simulations/scenarios/alternating.toml"} <= names
+    assert {"pyproject.toml", "fedkit/flower/apps/server_app.py",
+            "fedkit/flower/apps/client_app.py", "simulations/scenarios/alternating.toml"} <= names
 
 
 def test_fab_leaves_out_results_docs_and_tests(fab: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from fedkit.bench import read_results
 from fedkit.config import RunConfig
 from fedkit.flower import run_inprocess
-from fedkit.flower.simulation import FlowerRunError, _superlink_pids, run_flower_simulation
+from fedkit.flower.runtime.simulation import FlowerRunError, _superlink_pids, run_flower_simulation
 
 
 def test_fedlaavg_under_flower_simulation_engine_matches_the_inprocess_grid(tmp_path):

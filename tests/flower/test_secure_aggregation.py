@@ -30,16 +30,16 @@ from fedkit.algorithms.secure_sum import VectorSpec
 from fedkit.bench import read_results
 from fedkit.config import ConfigError, RunConfig
 from fedkit.flower import InProcessGrid, run_inprocess, run_rounds
-from fedkit.flower.checkpoint import load_checkpoint
-from fedkit.flower.client_app import app as client_app
-from fedkit.flower.client_delta import GradientStore
-from fedkit.flower.secure_server import (
+from fedkit.flower.apps.checkpoint import load_checkpoint
+from fedkit.flower.apps.client_app import app as client_app
+from fedkit.flower.apps.client_delta import GradientStore
+from fedkit.flower.apps.server_app import make_strategy
+from fedkit.flower.apps.task import arrays_of, load_data, new_model
+from fedkit.flower.secagg.workflow import (
     SecureAggregation,
     SecureAggregationSettings,
     secure_train_fn,
 )
-from fedkit.flower.server_app import make_strategy
-from fedkit.flower.task import arrays_of, load_data, new_model
 from fedkit.privacy.secagg import Stage
 
 N = 8

@@ -20,11 +20,11 @@ from fedkit.availability import availability_schedule
 from fedkit.bench import read_results
 from fedkit.config import RunConfig
 from fedkit.flower import InProcessGrid, run_inprocess, run_rounds
-from fedkit.flower.availability_grid import AvailabilityGrid
-from fedkit.flower.client_app import app as client_app
-from fedkit.flower.client_delta import GradientStore
-from fedkit.flower.server_app import make_strategy
-from fedkit.flower.task import arrays_of, availability_model, load_data, new_model
+from fedkit.flower.apps.client_app import app as client_app
+from fedkit.flower.apps.client_delta import GradientStore
+from fedkit.flower.apps.server_app import make_strategy
+from fedkit.flower.apps.task import arrays_of, availability_model, load_data, new_model
+from fedkit.flower.runtime.availability import AvailabilityGrid
 
 ALGORITHMS = ["fedavg", "fedlaavg", "mifa", "fedau", "fedvarp"]
 SMALL = {"num_clients": 20, "clients_per_round": 5, "rounds": 12, "eval_every": 3,

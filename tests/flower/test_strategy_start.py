@@ -7,8 +7,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from fedkit.algorithms import FedAvg
 from fedkit.config import RunConfig
 from fedkit.flower import InProcessGrid
-from fedkit.flower.client_app import app as client_app
-from fedkit.flower.task import arrays_of, load_data, new_model
+from fedkit.flower.apps.client_app import app as client_app
+from fedkit.flower.apps.task import arrays_of, load_data, new_model
 
 
 def test_fedavg_under_flowers_strategy_start_matches_fedkits_loop(tmp_path):
@@ -22,7 +22,7 @@ def test_fedavg_under_flowers_strategy_start_matches_fedkits_loop(tmp_path):
     result = strategy.start(grid, initial, num_rounds=3,
                             train_config=ConfigRecord({"lr": cfg.lr}))
 
-    from fedkit.flower.loop import run_rounds
+    from fedkit.flower.apps.loop import run_rounds
 
     grid2 = InProcessGrid(client_app, num_nodes=cfg.num_clients, run_config=cfg.to_dict())
     strategy2 = FedAvg(clients_per_round=4, num_clients=12, seed=cfg.seed)

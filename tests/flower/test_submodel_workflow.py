@@ -9,10 +9,10 @@ import pytest
 from submodel_helpers import all_arrays, dropping, phase_of, recording, run, small_config
 
 from fedkit.config import ConfigError, RunConfig
-from fedkit.flower.client_app import app as fedkit_app
-from fedkit.flower.submodel_client import MEMO_KEY, SUBMODEL_KEY, _user_vector
-from fedkit.flower.submodel_records import NEGATIVE_WEIGHTS, Phase, read_phase
-from fedkit.flower.submodel_task import (
+from fedkit.flower.apps.client_app import app as fedkit_app
+from fedkit.flower.submodel.client import MEMO_KEY, SUBMODEL_KEY, _user_vector
+from fedkit.flower.submodel.records import NEGATIVE_WEIGHTS, Phase, read_phase
+from fedkit.flower.submodel.task import (
     dense_vector,
     initial_model,
     load_rec_data,
@@ -20,7 +20,7 @@ from fedkit.flower.submodel_task import (
     real_set,
 )
 from fedkit.privacy.secagg import decode_message
-from fedkit.privacy.submodel_secagg import decode_row_set, decode_submodel_message, row_average
+from fedkit.privacy.submodel import decode_row_set, decode_submodel_message, row_average
 from fedkit.submodel import PermanentMemo, UnionFrequency, succinct_set
 from fedkit.submodel.aggregate import row_sums, weighted_sum
 
@@ -302,7 +302,7 @@ def test_submodel_run_under_flower_simulation_engine_matches_the_inprocess_grid(
     # the secure aggregation's stochastic rounding.
     from fedkit.bench import read_results
     from fedkit.flower import run_inprocess
-    from fedkit.flower.simulation import _superlink_pids, run_flower_simulation
+    from fedkit.flower.runtime.simulation import _superlink_pids, run_flower_simulation
 
     before = _superlink_pids()
     cfg = small_config(tmp_path, name="flower-submodel", num_clients=4, clients_per_round=3,

@@ -18,7 +18,7 @@ from fedkit.privacy.secagg import (
     Stage,
     decode_message,
 )
-from fedkit.privacy.submodel_secagg import (
+from fedkit.privacy.submodel import (
     SubmodelAdvertiseKeys,
     SubmodelKeysBroadcast,
     SubmodelSecAggClient,

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedkit.privacy._secagg_messages import _Reader
-from fedkit.privacy._submodel_rowsets import (
+from fedkit.privacy.secagg import SecAggProtocolError
+from fedkit.privacy.secagg._messages import _Reader
+from fedkit.privacy.submodel._rowsets import (
     BITMAP,
     GAPS,
     encode_row_set,
     encoded_size,
     read_row_set,
 )
-from fedkit.privacy.secagg import SecAggProtocolError
 
 
 def _decode(data: bytes) -> np.ndarray:

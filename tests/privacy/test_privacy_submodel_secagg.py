@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fedkit.privacy.graph import neighbourhood_size
 from fedkit.privacy.quantize import quantize
 from fedkit.privacy.secagg import MaskedInput, SecAggAbort, Stage
-from fedkit.privacy.submodel_secagg import (
+from fedkit.privacy.submodel import (
     SubmodelSecAggConfig,
     SubmodelUpdate,
     row_average,

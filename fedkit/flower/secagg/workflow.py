@@ -39,7 +39,7 @@ from flwr.serverapp import Grid
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.replies import METRICS_KEY, STATE_LOST_KEY
 from fedkit.algorithms.secure_sum import SecureSum, VectorSpec
-from fedkit.flower.secure_records import SECAGG_RECORD, read_reply, request_record
+from fedkit.flower.secagg.records import SECAGG_RECORD, read_reply, request_record
 from fedkit.privacy.graph import neighbourhood_size
 from fedkit.privacy.secagg import (
     SecAggAbort,
@@ -256,7 +256,7 @@ class SecureAggregation:
 
 def secure_train_fn(strategy: FedkitStrategy, grid: Grid, settings: SecureAggregationSettings,
                     timeout: float | None = None):
-    """A :data:`~fedkit.flower.loop.TrainFn` that trains each round under secure aggregation.
+    """A :data:`~fedkit.flower.apps.loop.TrainFn` that trains each round under secure aggregation.
 
     Raises:
         ValueError: If ``strategy`` needs individual client updates.

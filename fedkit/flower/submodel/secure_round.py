@@ -18,7 +18,7 @@ Eight exchanges per round (reference/submodel.md §2; the flow with sizes is in
 7.   **train** -- the routed shares go down; the client trains on S ∩ S'' and replies its
      masked row updates, 0/1 counts and dense update weighted by its sample count.
 8.   **unmask** -- as SecAgg; the server removes the masks
-     (:class:`~fedkit.privacy.submodel_secagg.SubmodelSecAggServer`).
+     (:class:`~fedkit.privacy.submodel.SubmodelSecAggServer`).
 
 The two protocol instances have their own fresh keys and are bound to round ids ``2r`` (PSU)
 and ``2r + 1`` (upload). The upload's row space is the union: row ``i`` of the protocol is
@@ -41,9 +41,9 @@ import numpy as np
 from flwr.app import Message, RecordDict
 
 from fedkit.config import RunConfig
-from fedkit.flower.secure_server import SecureAggregationSettings
-from fedkit.flower.submodel_exchange import Exchanges
-from fedkit.flower.submodel_records import (
+from fedkit.flower.secagg.workflow import SecureAggregationSettings
+from fedkit.flower.submodel.exchange import Exchanges
+from fedkit.flower.submodel.records import (
     NEGATIVE_WEIGHTS,
     SUBMODEL_RECORD,
     Phase,
@@ -53,7 +53,7 @@ from fedkit.flower.submodel_records import (
     request_record,
 )
 from fedkit.privacy.secagg import SecAggAbort, SecAggError, SecAggServer, decode_message
-from fedkit.privacy.submodel_secagg import (
+from fedkit.privacy.submodel import (
     SubmodelSecAggConfig,
     SubmodelSecAggServer,
     decode_submodel_message,
@@ -77,7 +77,7 @@ class SecureRoundResult:
 
     Attributes:
         row_sums, row_counts, dense_sum, total_weight: The unmasked sums
-            (:class:`~fedkit.privacy.submodel_secagg.SubmodelSecAggResult`).
+            (:class:`~fedkit.privacy.submodel.SubmodelSecAggResult`).
         survivors: Clients whose update is in the sums.
         reporters: Clients whose perturbed set S'' the server received.
         perturbed_sizes: |S''_u| per reporter.

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedkit.privacy._secagg_client import SecAggClient
-from fedkit.privacy._secagg_config import (
+from fedkit.privacy.secagg._client import SecAggClient
+from fedkit.privacy.secagg._config import (
     SecAggConfigError,
     SecAggProtocolError,
     SecAggStateError,
     Stage,
 )
-from fedkit.privacy._secagg_messages import KeysBroadcast, MaskedInput, ShareKeys, SharesBroadcast
-from fedkit.privacy._submodel_config import SubmodelSecAggConfig, check_rows
-from fedkit.privacy._submodel_layout import MaskStreams, encode_layout, scatter_add
-from fedkit.privacy._submodel_messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
+from fedkit.privacy.secagg._messages import KeysBroadcast, MaskedInput, ShareKeys, SharesBroadcast
+from fedkit.privacy.submodel._config import SubmodelSecAggConfig, check_rows
+from fedkit.privacy.submodel._layout import MaskStreams, encode_layout, scatter_add
+from fedkit.privacy.submodel._messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
 
 __all__ = ["SubmodelSecAggClient"]
 

@@ -2,10 +2,10 @@
 
 ``main(grid, context)`` validates the run config, builds the initial model (seeded) and the
 strategy, wraps the grid with the availability scenario (simulation: only online clients are
-visible), runs the round loop (:mod:`fedkit.flower.loop`), checkpoints every
+visible), runs the round loop (:mod:`fedkit.flower.apps.loop`), checkpoints every
 ``checkpoint_every`` rounds, and writes ``results.json`` (with the scenario card),
 ``accuracy.png`` and ``scenario.png`` into the run's results folder. With ``task =
-"submodel"`` it runs :func:`fedkit.flower.submodel_server.run_submodel_server` instead.
+"submodel"`` it runs :func:`fedkit.flower.submodel.server.run_submodel_server` instead.
 The same object runs under Flower's Simulation Engine, Flower's Deployment Engine and
 fedkit's in-process grid.
 """
@@ -24,12 +24,10 @@ from fedkit.algorithms.directory import ClientDirectory
 from fedkit.availability import availability_schedule, plot_scenario_card, scenario_card
 from fedkit.bench import RunLog, plot_accuracy
 from fedkit.config import RunConfig
-from fedkit.flower.availability_grid import AvailabilityGrid
-from fedkit.flower.checkpoint import load_checkpoint, save_checkpoint
-from fedkit.flower.loop import RoundOutcome, run_rounds
-from fedkit.flower.progress import ProgressLine
-from fedkit.flower.secure_server import SecureAggregationSettings, secure_train_fn
-from fedkit.flower.task import (
+from fedkit.flower.apps.checkpoint import load_checkpoint, save_checkpoint
+from fedkit.flower.apps.loop import RoundOutcome, run_rounds
+from fedkit.flower.apps.progress import ProgressLine
+from fedkit.flower.apps.task import (
     arrays_of,
     availability_model,
     client_info,
@@ -37,6 +35,8 @@ from fedkit.flower.task import (
     model_with_arrays,
     new_model,
 )
+from fedkit.flower.runtime.availability import AvailabilityGrid
+from fedkit.flower.secagg.workflow import SecureAggregationSettings, secure_train_fn
 from fedkit.training import evaluate
 
 __all__ = ["app", "run_server", "make_strategy"]
@@ -184,7 +184,7 @@ def main(grid: Grid, context: Context) -> None:
     runtime = getattr(grid, "runtime_name", "flower")
     cfg = RunConfig.from_mapping(context.run_config)
     if cfg.task == "submodel":
-        from fedkit.flower.submodel_server import run_submodel_server
+        from fedkit.flower.submodel.server import run_submodel_server
 
         run_submodel_server(grid, cfg, runtime=runtime)
         return

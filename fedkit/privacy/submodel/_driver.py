@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedkit.privacy._secagg_config import Stage
-from fedkit.privacy._secagg_driver import TamperFn, drive_round
-from fedkit.privacy._submodel_client import SubmodelSecAggClient
-from fedkit.privacy._submodel_config import SubmodelSecAggConfig
-from fedkit.privacy._submodel_messages import decode_submodel_message
-from fedkit.privacy._submodel_result import SubmodelSecAggReport, SubmodelSecAggResult
-from fedkit.privacy._submodel_server import SubmodelSecAggServer
+from fedkit.privacy.secagg._config import Stage
+from fedkit.privacy.secagg._driver import TamperFn, drive_round
+from fedkit.privacy.submodel._client import SubmodelSecAggClient
+from fedkit.privacy.submodel._config import SubmodelSecAggConfig
+from fedkit.privacy.submodel._messages import decode_submodel_message
+from fedkit.privacy.submodel._result import SubmodelSecAggReport, SubmodelSecAggResult
+from fedkit.privacy.submodel._server import SubmodelSecAggServer
 
 __all__ = ["SubmodelUpdate", "run_submodel_secagg"]
 

@@ -160,7 +160,7 @@ def run_inprocess(
     """Run ``server_app`` against ``num_nodes`` in-process ClientApps; return the grid.
 
     Defaults to fedkit's own ServerApp and ClientApp. ``engine = "batched"`` trains each
-    round's clients together (:mod:`fedkit.flower.batched_grid`) on ``device``.
+    round's clients together (:mod:`fedkit.flower.runtime.batched`) on ``device``.
 
     Raises:
         ValueError: On an unknown engine.
@@ -168,11 +168,11 @@ def run_inprocess(
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r}, expected one of {list(ENGINES)}")
     if server_app is None:
-        from fedkit.flower.server_app import app as server_app
+        from fedkit.flower.apps.server_app import app as server_app
     if client_app is None:
-        from fedkit.flower.client_app import app as client_app
+        from fedkit.flower.apps.client_app import app as client_app
     if engine == "batched":
-        from fedkit.flower.batched_grid import BatchedInProcessGrid
+        from fedkit.flower.runtime.batched import BatchedInProcessGrid
 
         grid: InProcessGrid = BatchedInProcessGrid(
             client_app, num_nodes=num_nodes, run_config=run_config, seed=seed, device=device)

@@ -52,21 +52,21 @@ References:
 
 from __future__ import annotations
 
-from fedkit.privacy._submodel_client import SubmodelSecAggClient
-from fedkit.privacy._submodel_config import SubmodelSecAggConfig
-from fedkit.privacy._submodel_driver import SubmodelUpdate, run_submodel_secagg
-from fedkit.privacy._submodel_messages import (
+from fedkit.privacy.submodel._client import SubmodelSecAggClient
+from fedkit.privacy.submodel._config import SubmodelSecAggConfig
+from fedkit.privacy.submodel._driver import SubmodelUpdate, run_submodel_secagg
+from fedkit.privacy.submodel._messages import (
     SubmodelAdvertiseKeys,
     SubmodelKeysBroadcast,
     decode_submodel_message,
 )
-from fedkit.privacy._submodel_result import (
+from fedkit.privacy.submodel._result import (
     SubmodelSecAggReport,
     SubmodelSecAggResult,
     row_average,
 )
-from fedkit.privacy._submodel_rowsets import decode_row_set, encode_row_set
-from fedkit.privacy._submodel_server import SubmodelSecAggServer
+from fedkit.privacy.submodel._rowsets import decode_row_set, encode_row_set
+from fedkit.privacy.submodel._server import SubmodelSecAggServer
 
 __all__ = [
     "SubmodelAdvertiseKeys",

@@ -5,16 +5,16 @@ Handlers:
 * ``train``: load the global arrays, run local SGD with the round's learning rate from the
   server's config and the static settings of the run config, reply with the local model (or,
   when the server asks for ``reply = "gradient-delta"``, FedLaAvg's ΔG_i: see
-  :mod:`fedkit.flower.client_delta`) and the metrics ``num-examples``, ``train-loss`` and
+  :mod:`fedkit.flower.apps.client_delta`) and the metrics ``num-examples``, ``train-loss`` and
   ``num-steps``. The minibatch order comes
   from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply depends only
   on the seed, the round, its id and the model it received -- not on the runtime.
-  Under secure aggregation the handler runs inside :func:`~fedkit.flower.secure_client.secagg_mod`,
+  Under secure aggregation the handler runs inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
   which masks the reply; with ``delta-bound`` in the config, ΔG_i is clipped to that bound
   and the client stores G_i^old + the clipped ΔG_i -- exactly what the server folds.
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
-  (:mod:`fedkit.flower.submodel_client`).
+  (:mod:`fedkit.flower.submodel.client`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,8 @@ from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.config import RunConfig
 from fedkit.data import FederatedData
-from fedkit.flower.client_delta import STATE_LOST, GradientStore, gradient_sum
-from fedkit.flower.secure_client import secagg_mod
-from fedkit.flower.submodel_client import submodel_evaluate, submodel_train
-from fedkit.flower.task import (
+from fedkit.flower.apps.client_delta import STATE_LOST, GradientStore, gradient_sum
+from fedkit.flower.apps.task import (
     arrays_of,
     availability_model,
     client_id_of,
@@ -43,6 +41,8 @@ from fedkit.flower.task import (
     model_with_arrays,
     node_run_config,
 )
+from fedkit.flower.secagg.mod import secagg_mod
+from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
 from fedkit.seeding import torch_generator
 from fedkit.training import LocalSGDConfig, TrainResult, train_local
 

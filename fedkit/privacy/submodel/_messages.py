@@ -31,8 +31,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from fedkit.privacy._secagg_config import SecAggProtocolError
-from fedkit.privacy._secagg_messages import (
+from fedkit.privacy.graph import DIGEST_SIZE
+from fedkit.privacy.hazmat.keys import KEY_SIZE
+from fedkit.privacy.secagg._config import SecAggProtocolError
+from fedkit.privacy.secagg._messages import (
     _HEADER,
     _blobs,
     _Message,
@@ -40,9 +42,7 @@ from fedkit.privacy._secagg_messages import (
     check_disjoint_roster,
     decode_message,
 )
-from fedkit.privacy._submodel_rowsets import encode_row_set, read_row_set
-from fedkit.privacy.graph import DIGEST_SIZE
-from fedkit.privacy.hazmat.keys import KEY_SIZE
+from fedkit.privacy.submodel._rowsets import encode_row_set, read_row_set
 
 __all__ = ["SubmodelAdvertiseKeys", "SubmodelKeysBroadcast", "decode_submodel_message"]
 

@@ -39,8 +39,9 @@ References:
 
 from __future__ import annotations
 
-from fedkit.privacy._secagg_client import SecAggClient
-from fedkit.privacy._secagg_config import (
+from fedkit.privacy.quantize import HeadroomError
+from fedkit.privacy.secagg._client import SecAggClient
+from fedkit.privacy.secagg._config import (
     SecAggAbort,
     SecAggConfig,
     SecAggConfigError,
@@ -49,8 +50,8 @@ from fedkit.privacy._secagg_config import (
     SecAggStateError,
     Stage,
 )
-from fedkit.privacy._secagg_driver import SecAggReport, run_secagg, run_secagg_ring
-from fedkit.privacy._secagg_messages import (
+from fedkit.privacy.secagg._driver import SecAggReport, run_secagg, run_secagg_ring
+from fedkit.privacy.secagg._messages import (
     WIRE_VERSION,
     AdvertiseKeys,
     KeysBroadcast,
@@ -61,8 +62,7 @@ from fedkit.privacy._secagg_messages import (
     UnmaskResponse,
     decode_message,
 )
-from fedkit.privacy._secagg_server import SecAggResult, SecAggServer
-from fedkit.privacy.quantize import HeadroomError
+from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
 
 __all__ = [
     "WIRE_VERSION",

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedkit.privacy._secagg_config import (
+from fedkit.privacy.quantize import check_headroom
+from fedkit.privacy.secagg._config import (
     SecAggConfig,
     SecAggConfigError,
     SecAggError,
     _check_int,
 )
-from fedkit.privacy.quantize import check_headroom
 
 __all__ = ["SubmodelSecAggConfig", "check_rows"]
 

@@ -12,14 +12,19 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fedkit.privacy._secagg_config import (
+from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
+from fedkit.privacy.hazmat import aead, shamir
+from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyAgreementError, KeyPair, derive_key
+from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
+from fedkit.privacy.quantize import quantize
+from fedkit.privacy.secagg._config import (
     SecAggAbort,
     SecAggConfig,
     SecAggProtocolError,
     SecAggStateError,
     Stage,
 )
-from fedkit.privacy._secagg_messages import (
+from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
     KeysBroadcast,
     MaskedInput,
@@ -28,11 +33,6 @@ from fedkit.privacy._secagg_messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
-from fedkit.privacy.hazmat import aead, shamir
-from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyAgreementError, KeyPair, derive_key
-from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
-from fedkit.privacy.quantize import quantize
 
 __all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
 
@@ -314,7 +314,7 @@ class SecAggClient:
         self._leave(Stage.MASKED_INPUT)
         return MaskedInput(c.run_id, c.round_id, me, masked)
 
-    # -- pieces of the masked-input stage, shared with fedkit.privacy.submodel_secagg -------
+    # -- pieces of the masked-input stage, shared with fedkit.privacy.submodel -------
     def _check_shares_broadcast(self, broadcast: SharesBroadcast) -> None:
         c, me = self.config, self.client_id
         if not isinstance(broadcast, SharesBroadcast):

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedkit.privacy._secagg_client import SecAggClient
-from fedkit.privacy._secagg_config import SecAggConfig, SecAggProtocolError, Stage
-from fedkit.privacy._secagg_messages import MaskedInput, SharesBroadcast, decode_message
-from fedkit.privacy._secagg_server import SecAggResult, SecAggServer
+from fedkit.privacy.secagg._client import SecAggClient
+from fedkit.privacy.secagg._config import SecAggConfig, SecAggProtocolError, Stage
+from fedkit.privacy.secagg._messages import MaskedInput, SharesBroadcast, decode_message
+from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
 
 __all__ = ["SecAggReport", "drive_round", "run_secagg", "run_secagg_ring"]
 

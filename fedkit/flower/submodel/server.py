@@ -1,7 +1,7 @@
 """The server of the submodel task: the round loop over ``grid.send_and_receive``.
 
 ``run_submodel_server(grid, cfg)`` trains the recommender of
-:mod:`fedkit.flower.submodel_task` for ``rounds`` rounds. Each round it learns the online
+:mod:`fedkit.flower.submodel.task` for ``rounds`` rounds. Each round it learns the online
 clients' stable ids (:class:`~fedkit.algorithms.directory.ClientDirectory`), samples
 ``clients_per_round`` of them (:func:`~fedkit.algorithms.sampling.sample_uniform`, seeded by
 ``(seed, round)``) and runs the round of ``submodel_mode``:
@@ -10,14 +10,14 @@ clients' stable ids (:class:`~fedkit.algorithms.directory.ClientDirectory`), sam
   FedAvg by sample count over every parameter (baseline (a) of the issue);
 * ``plain`` -- two exchanges: the real index set S up in clear; its rows down and the row
   updates, 0/1 counts and dense update up; rows averaged over the clients that used them
-  (:func:`~fedkit.privacy.submodel_secagg.row_average`), dense by sample count (baseline (b));
-* ``secure`` -- eight exchanges (:mod:`fedkit.flower.submodel_secure`): the same averaging
+  (:func:`~fedkit.privacy.submodel.row_average`), dense by sample count (baseline (b));
+* ``secure`` -- eight exchanges (:mod:`fedkit.flower.submodel.secure_round`): the same averaging
   rule on securely aggregated sums, over perturbed sets S'' from double randomized response.
 
 Evaluation (every ``eval_every`` rounds and after the last): the user vectors live on the
 clients, so the server sends the global table and dense part to every online client, which
 replies its own AUC and HR@10 on its held-out latest items
-(:func:`~fedkit.flower.submodel_client.submodel_evaluate`); the round's figures are the means
+(:func:`~fedkit.flower.submodel.client.submodel_evaluate`); the round's figures are the means
 over the clients that answered (``auc_hr`` averages over users the same way).
 
 ``results.json`` holds per round: bytes down/up per client (means over the selected clients,
@@ -43,8 +43,8 @@ from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.sampling import sample_uniform
 from fedkit.bench import RunLog
 from fedkit.config import RunConfig
-from fedkit.flower.submodel_exchange import Exchanges
-from fedkit.flower.submodel_records import (
+from fedkit.flower.submodel.exchange import Exchanges
+from fedkit.flower.submodel.records import (
     EVAL_TYPE,
     SUBMODEL_RECORD,
     Phase,
@@ -54,9 +54,9 @@ from fedkit.flower.submodel_records import (
     read_phase,
     request_record,
 )
-from fedkit.flower.submodel_secure import run_secure_round
-from fedkit.flower.submodel_task import DENSE_KEYS, initial_model, load_rec_data
-from fedkit.privacy.submodel_secagg import row_average
+from fedkit.flower.submodel.secure_round import run_secure_round
+from fedkit.flower.submodel.task import DENSE_KEYS, initial_model, load_rec_data
+from fedkit.privacy.submodel import row_average
 from fedkit.submodel import (
     PRESETS,
     PrivacyLedger,

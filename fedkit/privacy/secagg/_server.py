@@ -10,15 +10,20 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fedkit.privacy._secagg_client import check_round
-from fedkit.privacy._secagg_config import (
+from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
+from fedkit.privacy.hazmat import shamir
+from fedkit.privacy.hazmat.keys import KeyPair, derive_key
+from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
+from fedkit.privacy.quantize import dequantize
+from fedkit.privacy.secagg._client import check_round
+from fedkit.privacy.secagg._config import (
     SecAggAbort,
     SecAggConfig,
     SecAggProtocolError,
     SecAggStateError,
     Stage,
 )
-from fedkit.privacy._secagg_messages import (
+from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
     KeysBroadcast,
     MaskedInput,
@@ -27,11 +32,6 @@ from fedkit.privacy._secagg_messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
-from fedkit.privacy.hazmat import shamir
-from fedkit.privacy.hazmat.keys import KeyPair, derive_key
-from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
-from fedkit.privacy.quantize import dequantize
 
 __all__ = ["SecAggResult", "SecAggServer"]
 

@@ -1,7 +1,7 @@
 """What the submodel task trains: its data, initial model and local training, from the run config.
 
-Shared by the submodel server (:mod:`fedkit.flower.submodel_server`) and client
-(:mod:`fedkit.flower.submodel_client`) so both agree on the vocabulary, the model shapes and
+Shared by the submodel server (:mod:`fedkit.flower.submodel.server`) and client
+(:mod:`fedkit.flower.submodel.client`) so both agree on the vocabulary, the model shapes and
 each client's data. The model (:mod:`fedkit.models.recommender`) has three parts: the item
 table ``[V, dim + 1]`` (the submodel: rows are downloaded and uploaded by id), the dense part
 ``{"w": [dim, dim], "c": [1]}`` (always downloaded) and each client's user vector (kept in its

@@ -6,7 +6,7 @@ the ConfigRecord :data:`SUBMODEL_RECORD`: ``phase`` (a :class:`Phase`), ``server
 message in fedkit's secure-aggregation wire format, or empty) and, in the secure phases, the
 round's :class:`~fedkit.privacy.secagg.SecAggConfig` (``SubmodelSecAggConfig`` for the
 upload) as ``secagg-*`` fields; the report phase adds ``union`` (U as
-:func:`~fedkit.privacy.submodel_secagg.encode_row_set` bytes). Arrays travel in
+:func:`~fedkit.privacy.submodel.encode_row_set` bytes). Arrays travel in
 ArrayRecords: ``model`` (the whole table and dense part), ``submodel`` (``ids`` (plain mode
 only: a secure client knows its S''), ``rows``, ``w``, ``c``), ``index-set`` (``ids``),
 ``update`` (``ids``, ``rows``, ``counts``, ``dense``). Replies carry the
@@ -26,7 +26,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.serde import recorddict_to_proto
 
 from fedkit.privacy.secagg import SecAggConfig, SecAggProtocolError
-from fedkit.privacy.submodel_secagg import SubmodelSecAggConfig
+from fedkit.privacy.submodel import SubmodelSecAggConfig
 
 __all__ = [
     "EVAL_TYPE",

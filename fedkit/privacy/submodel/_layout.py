@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedkit.privacy._submodel_config import SubmodelSecAggConfig
 from fedkit.privacy.hazmat.prg import MaskExpander
 from fedkit.privacy.quantize import quantize
+from fedkit.privacy.submodel._config import SubmodelSecAggConfig
 
 __all__ = ["MaskStreams", "encode_layout", "scatter_add"]
 

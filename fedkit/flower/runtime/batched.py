@@ -1,16 +1,16 @@
 """The batched in-process grid: all train messages of a round trained in one computation.
 
-:class:`BatchedInProcessGrid` is :class:`~fedkit.flower.inprocess.InProcessGrid` with one
+:class:`BatchedInProcessGrid` is :class:`~fedkit.flower.runtime.inprocess.InProcessGrid` with one
 change: when the grid runs fedkit's own ClientApp, the train messages pushed together (one
-round) are parsed with the ClientApp's :func:`~fedkit.flower.client_app.prepare_train`, their
+round) are parsed with the ClientApp's :func:`~fedkit.flower.apps.client_app.prepare_train`, their
 local SGD runs together in :func:`fedkit.training.train_local_batched` (``torch.func`` over the
 K clients' parameters and minibatches), and each reply is built by the ClientApp's
-:func:`~fedkit.flower.client_app.finish_train`. What is computed does not change -- same
+:func:`~fedkit.flower.apps.client_app.finish_train`. What is computed does not change -- same
 minibatch streams, same replies up to float32 tolerance (tested) -- only how.
 
 Under secure aggregation the masked-input stage messages (which carry the round's train
 content) are trained together the same way and each reply is then masked by
-:func:`~fedkit.flower.secure_client.masked_input_content`, as the ClientApp's mod would;
+:func:`~fedkit.flower.secagg.mod.masked_input_content`, as the ClientApp's mod would;
 the other stages go through the ClientApp one message at a time.
 
 Falls back to one message at a time, with a log line saying why, when the ClientApp is not
@@ -26,10 +26,10 @@ from typing import Any
 from flwr.app import Context, Message, RecordDict
 from flwr.common.constant import ErrorCode
 
-from fedkit.flower import client_app as fedkit_client
-from fedkit.flower.inprocess import InProcessGrid, _message_id
-from fedkit.flower.secure_client import is_secure_stage, masked_input_content
-from fedkit.flower.task import arrays_from_torch, model_template, torch_state_of
+from fedkit.flower.apps import client_app as fedkit_client
+from fedkit.flower.apps.task import arrays_from_torch, model_template, torch_state_of
+from fedkit.flower.runtime.inprocess import InProcessGrid, _message_id
+from fedkit.flower.secagg.mod import is_secure_stage, masked_input_content
 from fedkit.privacy.secagg import Stage
 from fedkit.seeding import torch_generator
 from fedkit.training import ClientJob, can_batch, train_local_batched

@@ -2,9 +2,9 @@
 
 :class:`Exchanges` sends one message per client of a round, collects the replies by stable
 client id and records, per phase, the wall time and the bytes each client received and sent
-(:func:`~fedkit.flower.submodel_records.content_bytes`). A client that fails, times out,
+(:func:`~fedkit.flower.submodel.records.content_bytes`). A client that fails, times out,
 answers from another node or with an error is dropped for the rest of the round with a logged
-reason (as :mod:`fedkit.flower.secure_server` does).
+reason (as :mod:`fedkit.flower.secagg.workflow` does).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
-from fedkit.flower.submodel_records import TRAIN_TYPE, Phase, content_bytes
+from fedkit.flower.submodel.records import TRAIN_TYPE, Phase, content_bytes
 
 __all__ = ["Exchanges"]
 

@@ -16,10 +16,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from fedkit.privacy._secagg_config import SecAggProtocolError
 from fedkit.privacy.graph import DIGEST_SIZE
 from fedkit.privacy.hazmat.keys import KEY_SIZE
 from fedkit.privacy.hazmat.prg import ring_dtype
+from fedkit.privacy.secagg._config import SecAggProtocolError
 
 __all__ = [
     "WIRE_VERSION",

@@ -8,14 +8,14 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fedkit.privacy._secagg_config import SecAggConfigError, SecAggProtocolError, Stage
-from fedkit.privacy._secagg_messages import MaskedInput
-from fedkit.privacy._secagg_server import SecAggServer
-from fedkit.privacy._submodel_config import SubmodelSecAggConfig, check_rows
-from fedkit.privacy._submodel_layout import MaskStreams, scatter_add
-from fedkit.privacy._submodel_messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
-from fedkit.privacy._submodel_result import SubmodelSecAggResult
 from fedkit.privacy.quantize import dequantize
+from fedkit.privacy.secagg._config import SecAggConfigError, SecAggProtocolError, Stage
+from fedkit.privacy.secagg._messages import MaskedInput
+from fedkit.privacy.secagg._server import SecAggServer
+from fedkit.privacy.submodel._config import SubmodelSecAggConfig, check_rows
+from fedkit.privacy.submodel._layout import MaskStreams, scatter_add
+from fedkit.privacy.submodel._messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
+from fedkit.privacy.submodel._result import SubmodelSecAggResult
 
 __all__ = ["SubmodelSecAggServer"]
 

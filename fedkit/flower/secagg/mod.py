@@ -1,7 +1,7 @@
 """The client side of secure aggregation on Flower: a mod around any Message-API ClientApp.
 
 :func:`secagg_mod` intercepts ``train`` messages that carry a secure-aggregation stage
-(:mod:`fedkit.flower.secure_records`) and runs that stage of
+(:mod:`fedkit.flower.secagg.records`) and runs that stage of
 :class:`~fedkit.privacy.secagg.SecAggClient`; every other message passes through. Only in the
 masked-input stage does it call the wrapped train handler, with the round's ordinary train
 content; it turns the reply into the vector to mask
@@ -26,7 +26,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from fedkit.algorithms._flat import flatten
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
-from fedkit.flower.secure_records import (
+from fedkit.flower.secagg.records import (
     SECAGG_RECORD,
     StageRequest,
     read_request,

@@ -1,7 +1,7 @@
 """The client side of the submodel task: handlers of fedkit's Message-API ClientApp.
 
 :func:`submodel_train` answers every ``train.submodel`` message by its phase
-(:class:`~fedkit.flower.submodel_records.Phase`; the flow is in ``docs/submodel.md``):
+(:class:`~fedkit.flower.submodel.records.Phase`; the flow is in ``docs/submodel.md``):
 
 * ``full-train`` / ``plain-train``: train on the received table or rows, reply the update;
 * ``plain-report``: reply the real index set S in clear (baseline only);
@@ -13,7 +13,7 @@
 * ``download-submodel``: the upload's share-keys stage; keep the received rows of S''
   (they come without ids, in the order of S'', which the client kept from the report);
 * ``train-masked-update``: train on the succinct set S ∩ S'', mask the row updates, 0/1
-  counts and dense update (:class:`~fedkit.privacy.submodel_secagg.SubmodelSecAggClient`);
+  counts and dense update (:class:`~fedkit.privacy.submodel.SubmodelSecAggClient`);
 * ``unmask``: the upload's unmask stage.
 
 :func:`submodel_evaluate` scores the global table with this client's user vector and replies
@@ -35,7 +35,8 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedkit.config import RunConfig
-from fedkit.flower.submodel_records import (
+from fedkit.flower.apps.task import client_id_of, node_run_config
+from fedkit.flower.submodel.records import (
     NEGATIVE_WEIGHTS,
     SUBMODEL_RECORD,
     Phase,
@@ -46,11 +47,10 @@ from fedkit.flower.submodel_records import (
     read_phase,
     reply_record,
 )
-from fedkit.flower.submodel_task import load_rec_data, local_update, real_set
-from fedkit.flower.task import client_id_of, node_run_config
+from fedkit.flower.submodel.task import load_rec_data, local_update, real_set
 from fedkit.models.recommender import init_user_vector
 from fedkit.privacy.secagg import SecAggClient, SecAggProtocolError, decode_message
-from fedkit.privacy.submodel_secagg import (
+from fedkit.privacy.submodel import (
     SubmodelSecAggClient,
     decode_row_set,
     decode_submodel_message,
