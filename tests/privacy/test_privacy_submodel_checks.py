@@ -50,7 +50,8 @@ def _to_masked_input(config=None, rows=None):
     server = SubmodelSecAggServer(config, client_ids=list(rows))
     for client in clients.values():
         server.receive(decode_submodel_message(client.advertise_keys().to_bytes()))
-    keys = {cid: m.to_bytes() for cid, m in server.broadcast_keys().items()}
+    server.broadcast_keys()
+    keys = {cid: server.keys_for(cid).to_bytes() for cid in server.roster}
     for cid, client in clients.items():
         server.receive(client.share_keys(decode_submodel_message(keys[cid])))
     return clients, server, server.route_shares()
@@ -189,7 +190,8 @@ def test_server_rejects_a_plain_advertise_keys_and_bad_row_sets():
         server.receive(advertise(1, [2, 3]))
     # complete graph: each gets only the rows it shares with the other ({0, 2} & {2, 3}),
     # not the other's whole set
-    broadcasts = server.broadcast_keys()
+    server.broadcast_keys()
+    broadcasts = {cid: server.keys_for(cid) for cid in server.roster}
     assert {cid: {v: r.tolist() for v, r in b.rows.items()} for cid, b in broadcasts.items()} == {
         0: {1: [2]},
         1: {0: [2]},

@@ -60,7 +60,9 @@ def find_project_root() -> Path:
     Raises:
         FlowerRunError: If fedkit is not installed from a source checkout.
     """
-    root = Path(__file__).resolve().parents[2]
+    import fedkit
+
+    root = Path(fedkit.__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         raise FlowerRunError(
             f"no pyproject.toml in {root}: --runtime flower needs fedkit installed from a "

@@ -63,6 +63,7 @@ from fedkit.privacy.secagg._messages import (
     decode_message,
 )
 from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
+from fedkit.privacy.secagg._stages import StageRun, StageTransport, run_stages
 
 __all__ = [
     "WIRE_VERSION",
@@ -83,9 +84,12 @@ __all__ = [
     "ShareKeys",
     "SharesBroadcast",
     "Stage",
+    "StageRun",
+    "StageTransport",
     "UnmaskRequest",
     "UnmaskResponse",
     "decode_message",
     "run_secagg",
     "run_secagg_ring",
+    "run_stages",
 ]

@@ -1,4 +1,8 @@
-"""An in-process driver that runs one secure-aggregation round (see ``secagg``)."""
+"""An in-process driver: one secure-aggregation round with client objects in this process.
+
+The stages are sequenced by :func:`~fedkit.privacy.secagg.run_stages`, as on Flower; the
+transport here calls each client object directly, through the wire format.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from fedkit.privacy.secagg._client import SecAggClient
 from fedkit.privacy.secagg._config import SecAggConfig, SecAggProtocolError, Stage
 from fedkit.privacy.secagg._messages import MaskedInput, SharesBroadcast, decode_message
 from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
+from fedkit.privacy.secagg._stages import run_stages
 
 __all__ = ["SecAggReport", "drive_round", "run_secagg", "run_secagg_ring"]
 
@@ -157,6 +162,68 @@ def run_secagg_ring(
     return report.result.ring_sum, report
 
 
+class _DirectTransport:
+    """Delivers each stage by calling the client objects, every message through its bytes."""
+
+    def __init__(self, clients: Mapping[int, SecAggClient],
+                 submit_fn: Callable[[int, SharesBroadcast], MaskedInput],
+                 dropouts: Mapping[Stage, set[int]] | None, tamper_fn: TamperFn | None,
+                 decode_fn: Callable[[bytes], object]) -> None:
+        self.clients, self.submit_fn, self.decode_fn = clients, submit_fn, decode_fn
+        self.dropouts = {stage: set(ids) for stage, ids in (dropouts or {}).items()}
+        self.tamper = tamper_fn or _identity
+        ids = sorted(clients)
+        self.stage_seconds: dict[int, dict[Stage, float]] = {cid: {} for cid in ids}
+        self.bytes_up: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
+        self.bytes_down: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
+        self.serialise_seconds: dict[Stage, float] = {}
+        self.rejected: list[tuple[Stage, int, str]] = []
+        self.gone: set[int] = set()
+
+    def _call(self, stage: Stage, cid: int, request: object | None) -> object:
+        client = self.clients[cid]
+        if stage is Stage.ADVERTISE_KEYS:
+            return client.advertise_keys()
+        if stage is Stage.SHARE_KEYS:
+            return client.share_keys(request)
+        if stage is Stage.MASKED_INPUT:
+            return self.submit_fn(cid, request)
+        return client.unmask(request)
+
+    def exchange(self, stage: Stage, requests: Mapping[int, object | None]
+                 ) -> dict[int, bytes]:
+        self.gone |= self.dropouts.get(stage, set())
+        replies: dict[int, bytes] = {}
+        for cid, request in sorted(requests.items()):
+            if cid in self.gone:
+                continue
+            received = None
+            if request is not None:
+                start = time.perf_counter()
+                data = request.to_bytes()
+                self.serialise_seconds[stage] = (self.serialise_seconds.get(stage, 0.0)
+                                                 + time.perf_counter() - start)
+                received = self.tamper(stage, "down", cid, data)
+                self.bytes_down[cid][stage] = len(received)
+            start = time.perf_counter()
+            try:
+                decoded = None if received is None else self.decode_fn(received)
+                data = self._call(stage, cid, decoded).to_bytes()
+            except SecAggProtocolError as exc:
+                self.reject(stage, cid, str(exc))
+                continue
+            finally:
+                self.stage_seconds[cid][stage] = time.perf_counter() - start
+            data = self.tamper(stage, "up", cid, data)
+            self.bytes_up[cid][stage] = len(data)
+            replies[cid] = data
+        return replies
+
+    def reject(self, stage: Stage, client_id: int, reason: str) -> None:
+        self.rejected.append((stage, client_id, reason))
+        self.gone.add(client_id)
+
+
 def drive_round(
     clients: Mapping[int, SecAggClient],
     server: SecAggServer,
@@ -167,91 +234,22 @@ def drive_round(
     decode_fn: Callable[[bytes], object] = decode_message,
     report_cls: type[SecAggReport] = SecAggReport,
 ) -> SecAggReport:
-    """Run the four stages between ``clients`` and ``server`` through the wire format.
+    """Run the four stages (:func:`~fedkit.privacy.secagg.run_stages`) between ``clients``
+    and ``server``, calling the clients directly, every message through its wire format.
 
     The engine of :func:`run_secagg` and of the submodel driver: ``submit_fn(cid, shares)``
     returns client ``cid``'s masked input; ``decode_fn`` decodes every serialised message;
     the report is a ``report_cls``. Dropouts and rejections as in :func:`run_secagg`.
     """
-    dropouts = {stage: set(ids) for stage, ids in (dropouts or {}).items()}
-    tamper = tamper_fn or _identity
-    ids = sorted(clients)
-    stage_seconds: dict[int, dict[Stage, float]] = {cid: {} for cid in ids}
-    bytes_up: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
-    bytes_down: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
-    server_seconds: dict[Stage, float] = {}
-    rejected: list[tuple[Stage, int, str]] = []
-    active = set(ids)
-
-    def step(
-        stage: Stage,
-        request_fn: Callable[[int], bytes] | None,
-        call_fn: Callable[[int, object], object],
-    ) -> None:
-        active.difference_update(dropouts.get(stage, set()))
-        elapsed = 0.0
-        for cid in sorted(active):
-            received = None
-            if request_fn is not None:
-                received = tamper(stage, "down", cid, request_fn(cid))
-                bytes_down[cid][stage] = len(received)
-            start = time.perf_counter()
-            try:
-                request = None if received is None else decode_fn(received)
-                data = call_fn(cid, request).to_bytes()
-            except SecAggProtocolError as exc:
-                rejected.append((stage, cid, str(exc)))
-                active.discard(cid)
-                continue
-            finally:
-                stage_seconds[cid][stage] = time.perf_counter() - start
-            data = tamper(stage, "up", cid, data)
-            bytes_up[cid][stage] = len(data)
-            start = time.perf_counter()
-            try:
-                server.receive(decode_fn(data))
-            except SecAggProtocolError as exc:
-                rejected.append((stage, cid, str(exc)))
-                active.discard(cid)
-            elapsed += time.perf_counter() - start
-        server_seconds[stage] = elapsed
-
-    step(Stage.ADVERTISE_KEYS, None, lambda cid, _: clients[cid].advertise_keys())
-    keys = _timed(server_seconds, Stage.ADVERTISE_KEYS, lambda: _serialise(server))
-    step(Stage.SHARE_KEYS, keys, lambda cid, msg: clients[cid].share_keys(msg))
-    routed = _timed(
-        server_seconds,
-        Stage.SHARE_KEYS,
-        lambda: {cid: shares.to_bytes() for cid, shares in server.route_shares().items()},
-    )
-    active.intersection_update(routed)
-    step(Stage.MASKED_INPUT, routed.__getitem__, submit_fn)
-    unmask_request = _timed(
-        server_seconds, Stage.MASKED_INPUT, lambda: server.request_unmask().to_bytes()
-    )
-    step(Stage.UNMASK, lambda cid: unmask_request, lambda cid, msg: clients[cid].unmask(msg))
-    result = _timed(server_seconds, Stage.UNMASK, server.aggregate)
-    client_seconds = {cid: sum(stage_seconds[cid].values()) for cid in ids}
-    return report_cls(
-        result, client_seconds, server_seconds, rejected, stage_seconds, bytes_up, bytes_down
-    )
-
-
-def _serialise(server) -> Callable[[int], bytes]:
-    """Close stage 0; the keys broadcast as ``cid -> bytes``, one message per client
-    (:meth:`SecAggServer.keys_for`, or the subclass's own per-client messages)."""
-    broadcast = server.broadcast_keys()
-    if isinstance(broadcast, Mapping):
-        messages = broadcast
-    else:
-        messages = {cid: server.keys_for(cid) for cid in broadcast.public_keys}
-    per_client = {cid: message.to_bytes() for cid, message in messages.items()}
-    return per_client.__getitem__
-
-
-def _timed(seconds: dict[Stage, float], stage: Stage, fn: Callable[[], object]):
-    start = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
+    transport = _DirectTransport(clients, submit_fn, dropouts, tamper_fn, decode_fn)
+    run = run_stages(server, clients, transport, decode_fn=decode_fn)
+    server_seconds = dict(run.server_seconds)
+    for stage, extra in transport.serialise_seconds.items():
+        # a request is serialised by the server that sends it: count it to the stage that
+        # built it (the previous one)
+        index = list(Stage).index(stage)
+        earlier = list(Stage)[index - 1] if index else stage
+        server_seconds[earlier] = server_seconds.get(earlier, 0.0) + extra
+    client_seconds = {cid: sum(s.values()) for cid, s in transport.stage_seconds.items()}
+    return report_cls(run.result, client_seconds, server_seconds, transport.rejected,
+                      transport.stage_seconds, transport.bytes_up, transport.bytes_down)

@@ -252,6 +252,11 @@ class SecAggServer:
         blobs = {cid: enc + mask for cid, (enc, mask) in self._keys.items()}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs))
 
+    @property
+    def roster(self) -> tuple[int, ...]:
+        """After :meth:`broadcast_keys`: the ids whose keys are in the roster, sorted."""
+        return tuple(sorted(self._graph))
+
     def keys_for(self, client_id: int) -> KeysBroadcast:
         """After :meth:`broadcast_keys`: client ``client_id``'s own roster message.
 

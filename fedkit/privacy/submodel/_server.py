@@ -27,7 +27,7 @@ class SubmodelSecAggServer(SecAggServer):
     """The server of one submodel-aware round: SecAgg's stages, a per-row global ring table.
 
     Keys arrive with each client's public row set S''_u (:class:`SubmodelAdvertiseKeys`);
-    :meth:`broadcast_keys` sends each client the sets of its graph neighbours. A masked
+    :meth:`keys_for` gives each client the rows it shares with each graph neighbour. A masked
     vector must have the length of its sender's layout; its row blocks are scatter-added
     into a ``[V, w + 1]`` ring table at the rows of S''_u, its tail into the dense
     accumulator. :meth:`aggregate` subtracts each
@@ -85,35 +85,37 @@ class SubmodelSecAggServer(SecAggServer):
         super()._receive_keys(message)
         self._rows[cid] = rows
 
-    def broadcast_keys(self) -> dict[int, SubmodelKeysBroadcast]:
-        """Close stage 0: fix roster and graph; return, per client, its keys broadcast.
+    def keys_for(self, client_id: int) -> SubmodelKeysBroadcast:
+        """After :meth:`broadcast_keys`: client ``client_id``'s keys broadcast.
 
-        Client u's message holds the roster of :meth:`SecAggServer.keys_for` (full keys of u
-        and its graph neighbours, digests of the others: u needs every digest to recompute the
-        graph seed) and, for u's graph neighbours v only, the rows u shares with v
-        (S''_v ∩ S''_u): exactly the rows its pairwise mask with v is laid over, so with a
-        k-regular graph both cost O(k) per client, and u learns no more of S''_v.
+        It holds the roster of :meth:`SecAggServer.keys_for` (full keys of u and its graph
+        neighbours, digests of the others: u needs every digest to recompute the graph seed)
+        and, for u's graph neighbours v only, the rows u shares with v (S''_v ∩ S''_u):
+        exactly the rows its pairwise mask with v is laid over, so with a k-regular graph both
+        cost O(k) per client, and u learns no more of S''_v.
 
         Raises:
-            SecAggAbort: Fewer than ``threshold`` clients advertised keys.
+            SecAggProtocolError: For a client not in the roster.
         """
-        super().broadcast_keys()
-        out = {}
-        for cid in sorted(self._rows):
-            keys = self.keys_for(cid)
-            out[cid] = SubmodelKeysBroadcast(
-                keys.run_id,
-                keys.round_id,
-                cid,
-                keys.public_keys,
-                # u needs only the rows it shares with v (its pairwise masks cover exactly
-                # those): S''_v ∩ S''_u, less to send and less revealed than S''_v
-                MappingProxyType({v: np.intersect1d(self._rows[v], self._rows[cid],
-                                                    assume_unique=True)
-                                  for v in sorted(self._graph[cid])}),
-                keys.digests,
-            )
-        return out
+        keys = super().keys_for(client_id)
+        own = self._rows[client_id]
+        return SubmodelKeysBroadcast(
+            keys.run_id,
+            keys.round_id,
+            client_id,
+            keys.public_keys,
+            MappingProxyType({v: np.intersect1d(self._rows[v], own, assume_unique=True)
+                              for v in sorted(self._graph[client_id])}),
+            keys.digests,
+        )
+
+    def row_set(self, client_id: int) -> np.ndarray:
+        """The row set S'' that ``client_id`` advertised (sorted row ids, read-only)."""
+        if client_id not in self._rows:
+            raise SecAggProtocolError(f"row_set: client {client_id} advertised no row set")
+        rows = self._rows[client_id].view()
+        rows.flags.writeable = False
+        return rows
 
     def _add_masked(self, message: MaskedInput) -> None:
         c, cid, masked = self.config, message.client_id, message.masked
