@@ -7,7 +7,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.clientapp import ClientApp
 
 from fedkit.flower.secagg.mod import is_secure_stage, secagg_mod
-from fedkit.flower.secagg.records import SECAGG_RECORD
+from fedkit.flower.secagg.records import EXCHANGE_RECORD
 from fedkit.privacy.secagg import Stage
 
 DIM = 6
@@ -65,9 +65,9 @@ def rewrite_request(app, pid: int, stage: Stage, **fields):
 
     def client(msg: Message, context) -> Message:
         if context.node_config["partition-id"] == pid and is_secure_stage(msg, stage):
-            record = dict(msg.content.config_records[SECAGG_RECORD])
+            record = dict(msg.content.config_records[EXCHANGE_RECORD])
             record.update(fields)
-            msg.content[SECAGG_RECORD] = ConfigRecord(record)
+            msg.content[EXCHANGE_RECORD] = ConfigRecord(record)
         return app(msg, context)
 
     return client
@@ -96,9 +96,9 @@ def corrupt_payload(app, pid: int, stage: Stage):
     def client(msg: Message, context) -> Message:
         reply = app(msg, context)
         if context.node_config["partition-id"] == pid and is_secure_stage(msg, stage):
-            payload = bytearray(reply.content.config_records[SECAGG_RECORD]["payload"])
+            payload = bytearray(reply.content.config_records[EXCHANGE_RECORD]["payload"])
             payload[len(payload) // 2] ^= 0xFF
-            reply.content[SECAGG_RECORD] = ConfigRecord({"stage": stage.value,
+            reply.content[EXCHANGE_RECORD] = ConfigRecord({"phase": stage.value,
                                                          "payload": bytes(payload)})
         return reply
 

@@ -121,7 +121,9 @@ def test_a_corrupted_share_ciphertext_stops_only_its_recipient():
 
 
 def test_changed_parameters_mid_round_are_refused():
-    app = rewrite_request(toy_app, pid=6, stage=Stage.MASKED_INPUT, clip=0.5)
+    # the parameters travel once, with advertise-keys; a later request stating other ones
+    # is refused
+    app = rewrite_request(toy_app, pid=6, stage=Stage.MASKED_INPUT, **{"secagg-clip": 0.5})
     outcome = secure_round(app)
     assert "parameters changed between stages" in outcome.failed[6]
     assert_exact(outcome, [c for c in CLIENTS if c != 6])
@@ -165,8 +167,8 @@ def test_fedlaavg_loses_no_update_when_a_masked_input_is_lost(tmp_path):
 
     def flaky(msg, context):
         pid = context.node_config["partition-id"]
-        if pid == 3 and msg.content.config_records.get("fedkit.secagg", {}).get(
-                "stage") == Stage.MASKED_INPUT.value and lost["count"] < 2:
+        if pid == 3 and msg.content.config_records.get("fedkit.exchange", {}).get(
+                "phase") == Stage.MASKED_INPUT.value and lost["count"] < 2:
             lost["count"] += 1
             return dropping(client_app, {Stage.MASKED_INPUT: {3}}, after_training=True)(
                 msg, context)
@@ -196,8 +198,8 @@ def test_an_aborted_round_keeps_the_model_and_the_run_goes_on(tmp_path, caplog):
 
     def round_two_collapses(msg, context):
         # In round 2 ten of the twelve clients vanish after advertising their keys.
-        record = msg.content.config_records.get("fedkit.secagg", {})
-        if record.get("round-id") == 2 and context.node_config["partition-id"] >= 2:
+        record = msg.content.config_records.get("fedkit.exchange", {})
+        if record.get("server-round") == 2 and context.node_config["partition-id"] >= 2:
             return dropping(client_app, {Stage.SHARE_KEYS: set(range(2, 12))})(msg, context)
         return client_app(msg, context)
 

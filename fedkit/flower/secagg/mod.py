@@ -1,19 +1,19 @@
 """The client side of secure aggregation on Flower: a mod around any Message-API ClientApp.
 
-:func:`secagg_mod` intercepts ``train`` messages that carry a secure-aggregation stage
-(:mod:`fedkit.flower.secagg.records`) and runs that stage of
-:class:`~fedkit.privacy.secagg.SecAggClient`; every other message passes through. Only in the
-masked-input stage does it call the wrapped train handler, with the round's ordinary train
-content; it turns the reply into the vector to mask
-(:class:`~fedkit.algorithms.secure_sum.VectorSpec`), masks it and replies with the protocol
-message alone: the server sees neither the model nor the metrics in clear. Between stages the
-client's keys and shares live in the node's ``context.state`` (a Flower node keeps it across
-messages), and are deleted after the unmask stage or when a stage fails.
+:func:`secagg_mod` intercepts ``train`` messages that carry a secure-aggregation stage (the
+exchange record of :mod:`fedkit.flower.secagg.records` with a stage as its phase) and answers
+that stage through :func:`~fedkit.flower.secagg.client_state.client_stage`; every other
+message passes through. Only in the masked-input stage does it call the wrapped train
+handler, with the round's ordinary train content; it turns the reply into the vector to mask
+(:class:`~fedkit.algorithms.secure_sum.VectorSpec`, sent as the record's ``offset``,
+``prescale`` and ``weighting``), masks it and replies with the protocol message alone: the
+server sees neither the model nor the metrics in clear.
 
 A reply of the wrapped handler without arrays (e.g. fedkit's FedLaAvg ``state-lost``) is passed
 on as is: the client drops out of the protocol and the server recovers its masks.
 
-Use it as ``ClientApp(mods=[secagg_mod])`` or ``@app.train(mods=[secagg_mod])``.
+Use it as ``ClientApp(mods=[secagg_mod])`` or ``@app.train(mods=[secagg_mod])``. See
+``docs/secagg.md`` ("On Flower").
 """
 
 from __future__ import annotations
@@ -26,60 +26,51 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from fedkit.algorithms._flat import flatten
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
-from fedkit.flower.secagg.records import (
-    SECAGG_RECORD,
-    StageRequest,
-    read_request,
-    reply_content,
-)
-from fedkit.privacy.secagg import SecAggClient, SecAggProtocolError, Stage, decode_message
+from fedkit.algorithms.secure_sum import VectorSpec
+from fedkit.flower.secagg.client_state import client_stage, forget_protocol_state
+from fedkit.flower.secagg.records import EXCHANGE_RECORD, reply_record
+from fedkit.privacy.secagg import SecAggConfig, SecAggProtocolError, Stage
 
-__all__ = ["secagg_mod", "is_secure_stage", "masked_input_content", "secure_vector"]
+__all__ = ["is_secure_stage", "masked_input_content", "secagg_mod", "secure_vector",
+           "vector_spec_fields"]
 
 logger = logging.getLogger(__name__)
 
-_STATE_KEY = "fedkit.secagg.client"
+_STAGES = {stage.value: stage for stage in Stage}
 
 
 def is_secure_stage(msg: Message, stage: Stage | None = None) -> bool:
     """Whether ``msg`` is a secure-aggregation stage message (of ``stage``, if given)."""
     if msg.metadata.message_type != "train" or not msg.has_content():
         return False
-    record = msg.content.config_records.get(SECAGG_RECORD)
-    if record is None:
+    record = msg.content.config_records.get(EXCHANGE_RECORD)
+    if record is None or record.get("phase") not in _STAGES:
         return False
-    return stage is None or record.get("stage") == stage.value
+    return stage is None or record.get("phase") == stage.value
 
 
-def _save(context: Context, client: SecAggClient) -> None:
-    context.state[_STATE_KEY] = ConfigRecord({"state": client.to_state()})
+def vector_spec_fields(spec: VectorSpec) -> dict:
+    """``spec`` as entries of the masked-input request record."""
+    return {"offset": spec.offset, "prescale": float(spec.prescale), "weighting": spec.weighting}
 
 
-def _forget(context: Context) -> None:
-    if _STATE_KEY in context.state.config_records:
-        del context.state[_STATE_KEY]
+def _vector_spec(record: ConfigRecord) -> VectorSpec:
+    try:
+        return VectorSpec(offset=bool(record["offset"]), prescale=float(record["prescale"]),
+                          weighting=str(record["weighting"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SecAggProtocolError(f"masked-input request without a valid vector spec: {exc}"
+                                  ) from exc
 
 
-def _restore(context: Context, request: StageRequest) -> SecAggClient:
-    record = context.state.config_records.get(_STATE_KEY)
-    if record is None:
-        raise SecAggProtocolError(
-            f"client {request.client_id}: stage {request.stage.value} of round "
-            f"{request.config.round_id} arrived but this node holds no secure-aggregation "
-            "state (it missed the earlier stages or restarted)"
-        )
-    return SecAggClient.from_state(request.config, record["state"])
-
-
-def secure_vector(request: StageRequest, sent: ArrayRecord | None, reply: RecordDict
-                  ) -> tuple[np.ndarray, float]:
+def secure_vector(spec: VectorSpec, config: SecAggConfig, client_id: int,
+                  sent: ArrayRecord | None, reply: RecordDict) -> tuple[np.ndarray, float]:
     """The vector a client masks and its weight, from its train reply (see VectorSpec).
 
     Raises:
-        SecAggProtocolError: Wrong length, a missing ``num-examples`` metric, or an offset
-            requested without received arrays.
+        SecAggProtocolError: Wrong length, a missing ``num-examples`` metric, a weight above
+            ``config.max_weight``, or an offset requested without received arrays.
     """
-    spec = request.spec
     vector = flatten(reply[ARRAYS_KEY])
     if spec.offset:
         if sent is None:
@@ -98,11 +89,10 @@ def secure_vector(request: StageRequest, sent: ArrayRecord | None, reply: Record
         raise SecAggProtocolError("weighting 'num-examples' needs the train reply's "
                                   f"{METRICS_KEY!r} record with 'num-examples'")
     weight = float(metrics["num-examples"])
-    if weight > request.config.max_weight:
+    if weight > config.max_weight:
         raise SecAggProtocolError(
-            f"client {request.client_id}: num-examples = {weight:g} exceeds the secure "
-            f"aggregation's max_weight = {request.config.max_weight:g} (raise secagg_max_weight)"
-        )
+            f"client {client_id}: num-examples = {weight:g} exceeds the secure aggregation's "
+            f"max_weight = {config.max_weight:g} (raise secagg_max_weight)")
     return vector, weight
 
 
@@ -112,56 +102,44 @@ def masked_input_content(msg: Message, context: Context, reply: RecordDict) -> R
     ``msg`` is the stage message (its train content is what the handler trained from). A
     reply without arrays is returned unchanged and the client leaves the protocol.
     """
-    request = read_request(msg.content.config_records[SECAGG_RECORD])
-    client = _restore(context, request)
-    _forget(context)
+    record = msg.content.config_records[EXCHANGE_RECORD]
     if ARRAYS_KEY not in reply.array_records:
+        forget_protocol_state(context)
         logger.info("client %s leaves secure aggregation round %s: its train reply has no "
-                    "arrays", request.client_id, request.config.round_id)
+                    "arrays", record.get("client-id"), record.get("server-round"))
         return reply
     sent = msg.content.array_records.get(ARRAYS_KEY)
-    vector, weight = secure_vector(request, sent, reply)
-    shares = decode_message(request.payload)
-    out = client.masked_input(shares, vector, weight)
-    _save(context, client)
-    return reply_content(Stage.MASKED_INPUT, out.to_bytes())
+
+    def masked(client, shares):
+        spec = _vector_spec(record)
+        vector, weight = secure_vector(spec, client.config, client.client_id, sent, reply)
+        return client.masked_input(shares, vector, weight)
+
+    payload = client_stage(context, Stage.MASKED_INPUT, record, masked_fn=masked)
+    return RecordDict({EXCHANGE_RECORD: reply_record(Stage.MASKED_INPUT.value, payload)})
 
 
 def _train_message(msg: Message) -> Message:
-    """The stage message as an ordinary train message (without the secure record)."""
-    msg.content = RecordDict({k: v for k, v in msg.content.items() if k != SECAGG_RECORD})
+    """The stage message as an ordinary train message (without the exchange record)."""
+    msg.content = RecordDict({k: v for k, v in msg.content.items() if k != EXCHANGE_RECORD})
     return msg
 
 
 def secagg_mod(msg: Message, context: Context,
                call_next: Callable[[Message, Context], Message]) -> Message:
-    """Flower mod: run secure-aggregation stages; pass every other message through."""
+    """Flower mod: answer secure-aggregation stages; pass every other message through."""
     if not is_secure_stage(msg):
         return call_next(msg, context)
-    request = read_request(msg.content.config_records[SECAGG_RECORD])
-    try:
-        if request.stage is Stage.ADVERTISE_KEYS:
-            client = SecAggClient(request.config, request.client_id)
-            out = client.advertise_keys()
-        elif request.stage is Stage.MASKED_INPUT:
-            original = RecordDict(dict(msg.content.items()))
-            train_reply = call_next(_train_message(msg), context)
-            if train_reply.has_error():
-                _forget(context)
-                return train_reply
-            msg.content = original
-            return Message(masked_input_content(msg, context, train_reply.content),
-                           reply_to=msg)
-        else:
-            client = _restore(context, request)
-            out = (client.share_keys(decode_message(request.payload))
-                   if request.stage is Stage.SHARE_KEYS
-                   else client.unmask(decode_message(request.payload)))
-    except Exception:
-        _forget(context)
-        raise
-    if client.stage is None:
-        _forget(context)
-    else:
-        _save(context, client)
-    return Message(reply_content(request.stage, out.to_bytes()), reply_to=msg)
+    record = msg.content.config_records[EXCHANGE_RECORD]
+    stage = _STAGES[record["phase"]]
+    if stage is Stage.MASKED_INPUT:
+        original = RecordDict(dict(msg.content.items()))
+        train_reply = call_next(_train_message(msg), context)
+        if train_reply.has_error():
+            forget_protocol_state(context)
+            return train_reply
+        msg.content = original
+        return Message(masked_input_content(msg, context, train_reply.content), reply_to=msg)
+    payload = client_stage(context, stage, record)
+    return Message(RecordDict({EXCHANGE_RECORD: reply_record(stage.value, payload)}),
+                   reply_to=msg)

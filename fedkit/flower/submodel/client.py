@@ -1,29 +1,18 @@
 """The client side of the submodel task: handlers of fedkit's Message-API ClientApp.
 
 :func:`submodel_train` answers every ``train.submodel`` message by its phase
-(:class:`~fedkit.flower.submodel.records.Phase`; the flow is in ``docs/submodel.md``):
-
-* ``full-train`` / ``plain-train``: train on the received table or rows, reply the update;
-* ``plain-report``: reply the real index set S in clear (baseline only);
-* ``psu-*``: SecAgg's four stages (:class:`~fedkit.privacy.secagg.SecAggClient`) on a
-  random-valued index vector or Bloom filter of S (``masked_ring_input``);
-* ``report-perturbed-set``: double randomized response over the received union U with this
-  client's permanent answers (:class:`~fedkit.submodel.rr.PermanentMemo`), then the upload's
-  advertise-keys stage, whose message carries S'';
-* ``download-submodel``: the upload's share-keys stage; keep the received rows of S''
-  (they come without ids, in the order of S'', which the client kept from the report);
-* ``train-masked-update``: train on the succinct set S ∩ S'', mask the row updates, 0/1
-  counts and dense update (:class:`~fedkit.privacy.submodel.SubmodelSecAggClient`);
-* ``unmask``: the upload's unmask stage.
-
-:func:`submodel_evaluate` scores the global table with this client's user vector and replies
-its AUC and HR@10 on its held-out items (:func:`fedkit.training.recsys.auc_hr`).
+(:class:`~fedkit.flower.submodel.records.Phase`; the flow is in ``docs/submodel.md``): the plain
+phases train on the received table or rows (or report S in clear, baseline only); the secure
+phases are the stages of the private set union (on a random-valued index vector or Bloom
+filter of S) and of the submodel upload (advertise keys with S'' from double randomized
+response, keep the downloaded rows of S'', train on S ∩ S'' and mask, unmask), each answered
+through :func:`~fedkit.flower.secagg.client_state.client_stage`.
+:func:`submodel_evaluate` replies this client's AUC and HR@10 on its held-out items.
 
 What never leaves the node, kept in ``context.state``: the user vector, the permanent RR memo
-(across rounds, as the reference's ``permanent_answers/user_i.pkl``), protocol keys between
-stages and the downloaded rows until training. Randomized response and the PSU's random values
-draw from OS entropy (``secrets``): the server knows the run's seed, so seeded coins would
-reveal S.
+(across rounds), protocol keys between stages and the downloaded rows until training.
+Randomized response and the PSU's random values draw from OS entropy (``secrets``): the
+server knows the run's seed, so seeded coins would reveal S.
 """
 
 from __future__ import annotations
@@ -36,22 +25,23 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedkit.config import RunConfig
 from fedkit.flower.apps.task import client_id_of, node_run_config
+from fedkit.flower.secagg.client_state import client_stage, forget_protocol_state
+from fedkit.flower.secagg.records import EXCHANGE_RECORD, reply_record
 from fedkit.flower.submodel.records import (
     NEGATIVE_WEIGHTS,
-    SUBMODEL_RECORD,
+    PSU_PHASES,
+    UPLOAD_PHASES,
     Phase,
     arrays,
-    config_fields,
     numpy_arrays,
-    read_config,
     read_phase,
-    reply_record,
 )
 from fedkit.flower.submodel.task import load_rec_data, local_update, real_set
 from fedkit.models.recommender import init_user_vector
-from fedkit.privacy.secagg import SecAggClient, SecAggProtocolError, decode_message
+from fedkit.privacy.secagg import SecAggProtocolError, Stage
 from fedkit.privacy.submodel import (
     SubmodelSecAggClient,
+    SubmodelSecAggConfig,
     decode_row_set,
     decode_submodel_message,
 )
@@ -59,13 +49,14 @@ from fedkit.submodel import PRESETS, PermanentMemo, index_vector, perturb, rando
 from fedkit.submodel import succinct_set as succinct
 from fedkit.training.recsys import auc_hr
 
-__all__ = ["MEMO_KEY", "PROTOCOL_KEY", "SUBMODEL_KEY", "USER_KEY", "submodel_evaluate",
+__all__ = ["MEMO_KEY", "SUBMODEL_KEY", "USER_KEY", "psu_vector", "submodel_evaluate",
            "submodel_train"]
 
 USER_KEY = "fedkit.submodel.user"
 MEMO_KEY = "fedkit.submodel.memo"
-PROTOCOL_KEY = "fedkit.submodel.protocol"
 SUBMODEL_KEY = "fedkit.submodel.download"
+_STAGE_OF = {**{phase: stage for stage, phase in PSU_PHASES.items()},
+             **{phase: stage for stage, phase in UPLOAD_PHASES.items()}}
 
 
 def _os_rng() -> np.random.Generator:
@@ -85,24 +76,10 @@ def _memo(context: Context) -> PermanentMemo:
         numpy_arrays(record))
 
 
-def _save_protocol(context: Context, client: SecAggClient) -> None:
-    # the protocol parameters come once, with an instance's first stage; kept with the state
-    context.state[PROTOCOL_KEY] = ConfigRecord({"state": client.to_state(),
-                                                **config_fields(client.config)})
-
-
 def _forget(context: Context, *keys: str) -> None:
     for key in keys:
         if key in context.state:
             del context.state[key]
-
-
-def _restore(context: Context, cls: type[SecAggClient], phase: Phase) -> SecAggClient:
-    record = context.state.config_records.get(PROTOCOL_KEY)
-    if record is None:
-        raise SecAggProtocolError(f"phase {phase.value} arrived but this node holds no protocol "
-                                  "state (it missed an earlier phase or restarted)")
-    return cls.from_state(read_config(record), record["state"])
 
 
 def _dense(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -111,7 +88,7 @@ def _dense(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _reply(msg: Message, phase: Phase, payload: bytes = b"", metrics: dict | None = None,
            **records) -> Message:
-    content = RecordDict({SUBMODEL_RECORD: reply_record(phase, payload), **records})
+    content = RecordDict({EXCHANGE_RECORD: reply_record(phase.value, payload), **records})
     if metrics:
         content["metrics"] = MetricRecord(metrics)
     return Message(content, reply_to=msg)
@@ -126,7 +103,8 @@ def submodel_train(msg: Message, context: Context) -> Message:
     try:
         return _HANDLERS[phase](msg, context, cfg, client_id, record)
     except Exception:
-        _forget(context, PROTOCOL_KEY, SUBMODEL_KEY)
+        forget_protocol_state(context)
+        _forget(context, SUBMODEL_KEY)
         raise
 
 
@@ -164,20 +142,6 @@ def _plain_train(msg, context, cfg, client_id, record) -> Message:
                         sub["rows"], _dense(sub), int(record["server-round"]))
 
 
-def _psu_keys(msg, context, cfg, client_id, record) -> Message:
-    client = SecAggClient(read_config(record), client_id)
-    out = client.advertise_keys()
-    _save_protocol(context, client)
-    return _reply(msg, Phase.PSU_KEYS, out.to_bytes())
-
-
-def _psu_shares(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SecAggClient, Phase.PSU_SHARES)
-    out = client.share_keys(decode_message(record["payload"]))
-    _save_protocol(context, client)
-    return _reply(msg, Phase.PSU_SHARES, out.to_bytes())
-
-
 def psu_vector(real: np.ndarray, record: ConfigRecord, rng: np.random.Generator) -> np.ndarray:
     """The PSU ring input: the encoding named in ``record`` of the real set, then a 1.
 
@@ -195,44 +159,44 @@ def psu_vector(real: np.ndarray, record: ConfigRecord, rng: np.random.Generator)
     return np.concatenate([encoded, np.ones(1, np.uint32)])
 
 
-def _psu_input(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SecAggClient, Phase.PSU_INPUT)
-    vector = psu_vector(real_set(cfg, load_rec_data(cfg), client_id), record, _os_rng())
-    out = client.masked_ring_input(decode_message(record["payload"]), vector)
-    _save_protocol(context, client)
-    return _reply(msg, Phase.PSU_INPUT, out.to_bytes())
+def _psu(msg, context, cfg, client_id, record) -> Message:
+    """A stage of the private set union (plain SecAgg on the ring input of S)."""
+    phase = Phase(record["phase"])
+
+    def masked(client, shares):
+        vector = psu_vector(real_set(cfg, load_rec_data(cfg), client_id), record, _os_rng())
+        return client.masked_ring_input(shares, vector)
+
+    return _reply(msg, phase, client_stage(context, _STAGE_OF[phase], record, masked_fn=masked))
 
 
-def _unmask(phase: Phase, cls: type[SecAggClient], decode):
-    def handle(msg, context, cfg, client_id, record) -> Message:
-        client = _restore(context, cls, phase)
-        out = client.unmask(decode(record["payload"]))
-        _forget(context, PROTOCOL_KEY)
-        return _reply(msg, phase, out.to_bytes())
-
-    return handle
+def _upload_stage(context, stage: Stage, record, **hooks) -> bytes:
+    return client_stage(context, stage, record, cls=SubmodelSecAggClient,
+                        decode_fn=decode_submodel_message, **hooks)
 
 
 def _report(msg, context, cfg, client_id, record) -> Message:
+    """Advertise the upload's keys with S'' from double randomized response over U."""
     union = decode_row_set(record["union"], "the union U")
-    config = read_config(record)
-    if union.size > config.num_rows:
-        raise SecAggProtocolError(f"client {client_id}: the union has {union.size} rows but "
-                                  f"the upload's row space only {config.num_rows}")
-    real = real_set(cfg, load_rec_data(cfg), client_id)
-    perturbed, memo = perturb(real, union, _memo(context), PRESETS[cfg.submodel_preset],
-                              _os_rng())
-    context.state[MEMO_KEY] = arrays(**memo.state_dict())
-    # the upload's row i is union item U[i]; S'' is a subset of U
-    client = SubmodelSecAggClient(config, client_id, np.searchsorted(union, perturbed))
-    out = client.advertise_keys()
-    _save_protocol(context, client)
-    context.state[SUBMODEL_KEY] = arrays(ids=np.asarray(perturbed, np.int64))
-    return _reply(msg, Phase.REPORT, out.to_bytes())
+
+    def open_upload(config: SubmodelSecAggConfig, protocol_id: int) -> SubmodelSecAggClient:
+        if union.size > config.num_rows:
+            raise SecAggProtocolError(f"client {client_id}: the union has {union.size} rows "
+                                      f"but the upload's row space only {config.num_rows}")
+        real = real_set(cfg, load_rec_data(cfg), client_id)
+        perturbed, memo = perturb(real, union, _memo(context), PRESETS[cfg.submodel_preset],
+                                  _os_rng())
+        context.state[MEMO_KEY] = arrays(**memo.state_dict())
+        context.state[SUBMODEL_KEY] = arrays(ids=np.asarray(perturbed, np.int64))
+        # the upload's row i is union item U[i]; S'' is a subset of U
+        return SubmodelSecAggClient(config, protocol_id, np.searchsorted(union, perturbed))
+
+    payload = _upload_stage(context, Stage.ADVERTISE_KEYS, record, open_fn=open_upload)
+    return _reply(msg, Phase.REPORT, payload)
 
 
 def _download(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SubmodelSecAggClient, Phase.DOWNLOAD)
+    """Keep the rows of S'' (they come without ids, in the order of S'') and share keys."""
     stored = context.state.array_records.get(SUBMODEL_KEY)
     if stored is None:
         raise SecAggProtocolError(f"client {client_id}: download arrived but it holds no "
@@ -247,46 +211,50 @@ def _download(msg, context, cfg, client_id, record) -> Message:
             np.isfinite(weights) & (weights >= 0))):
         raise SecAggProtocolError(f"client {client_id}: downloaded negative weights of shape "
                                   f"{weights.shape}, expected {ids.size} finite weights >= 0")
-    out = client.share_keys(decode_submodel_message(record["payload"]))
-    _save_protocol(context, client)
+    payload = _upload_stage(context, Stage.SHARE_KEYS, record)
     context.state[SUBMODEL_KEY] = arrays(ids=ids, **sub)
-    return _reply(msg, Phase.DOWNLOAD, out.to_bytes())
+    return _reply(msg, Phase.DOWNLOAD, payload)
 
 
 def _train_masked(msg, context, cfg, client_id, record) -> Message:
-    client = _restore(context, SubmodelSecAggClient, Phase.TRAIN)
+    """Train on S ∩ S'' from the downloaded rows; mask rows, counts and dense update."""
     stored = context.state.array_records.get(SUBMODEL_KEY)
     if stored is None:
         raise SecAggProtocolError(f"client {client_id}: no downloaded submodel to train")
     sub = numpy_arrays(stored)
     data = load_rec_data(cfg)
-    start = time.perf_counter()
-    update = local_update(cfg, data, client_id, int(record["server-round"]), sub["ids"],
-                          sub["rows"], _dense(sub), _user_vector(context, cfg, client_id),
-                          trainable=succinct(real_set(cfg, data, client_id), sub["ids"]),
-                          row_weights=sub.get(NEGATIVE_WEIGHTS))
-    seconds = time.perf_counter() - start
-    out = client.masked_input(decode_message(record["payload"]), update.dense,
-                              float(update.num_samples), row_values=update.row_values,
-                              row_counts=update.row_counts)
-    context.state[USER_KEY] = arrays(vector=update.user_vector)
-    _save_protocol(context, client)
+    seconds = []
+
+    def masked(client, shares):
+        start = time.perf_counter()
+        update = local_update(cfg, data, client_id, int(record["server-round"]), sub["ids"],
+                              sub["rows"], _dense(sub), _user_vector(context, cfg, client_id),
+                              trainable=succinct(real_set(cfg, data, client_id), sub["ids"]),
+                              row_weights=sub.get(NEGATIVE_WEIGHTS))
+        seconds.append(time.perf_counter() - start)
+        out = client.masked_input(shares, update.dense, float(update.num_samples),
+                                  row_values=update.row_values, row_counts=update.row_counts)
+        context.state[USER_KEY] = arrays(vector=update.user_vector)
+        return out
+
+    payload = _upload_stage(context, Stage.MASKED_INPUT, record, masked_fn=masked)
     _forget(context, SUBMODEL_KEY)
-    return _reply(msg, Phase.TRAIN, out.to_bytes(), metrics={"train-seconds": seconds})
+    return _reply(msg, Phase.TRAIN, payload, metrics={"train-seconds": seconds[0]})
+
+
+def _unmask(msg, context, cfg, client_id, record) -> Message:
+    return _reply(msg, Phase.UNMASK, _upload_stage(context, Stage.UNMASK, record))
 
 
 _HANDLERS = {
     Phase.FULL_TRAIN: _full_train,
     Phase.PLAIN_REPORT: _plain_report,
     Phase.PLAIN_TRAIN: _plain_train,
-    Phase.PSU_KEYS: _psu_keys,
-    Phase.PSU_SHARES: _psu_shares,
-    Phase.PSU_INPUT: _psu_input,
-    Phase.PSU_UNMASK: _unmask(Phase.PSU_UNMASK, SecAggClient, decode_message),
+    **dict.fromkeys(PSU_PHASES.values(), _psu),
     Phase.REPORT: _report,
     Phase.DOWNLOAD: _download,
     Phase.TRAIN: _train_masked,
-    Phase.UNMASK: _unmask(Phase.UNMASK, SubmodelSecAggClient, decode_submodel_message),
+    Phase.UNMASK: _unmask,
 }
 
 
@@ -301,4 +269,3 @@ def submodel_evaluate(msg: Message, context: Context) -> Message:
                      [data.test[client_id]])
     return Message(RecordDict({"metrics": MetricRecord({"auc": auc, "hr10": hr})}),
                    reply_to=msg)
-

@@ -1,50 +1,39 @@
-"""The Flower records of the submodel task: phases, protocol parameters, arrays, sizes.
+"""The Flower messages of the submodel task: phases, arrays, types.
 
 Every training message of the task has type :data:`TRAIN_TYPE` (``train.submodel``) and holds
-the ConfigRecord :data:`SUBMODEL_RECORD`: ``phase`` (a :class:`Phase`), ``server-round``,
-``client-id`` (the stable id the client takes in the protocols), ``payload`` (a protocol
-message in fedkit's secure-aggregation wire format, or empty) and, in the secure phases, the
-round's :class:`~fedkit.privacy.secagg.SecAggConfig` (``SubmodelSecAggConfig`` for the
-upload) as ``secagg-*`` fields; the report phase adds ``union`` (U as
-:func:`~fedkit.privacy.submodel.encode_row_set` bytes). Arrays travel in
-ArrayRecords: ``model`` (the whole table and dense part), ``submodel`` (``ids`` (plain mode
-only: a secure client knows its S''), ``rows``, ``w``, ``c``), ``index-set`` (``ids``),
-``update`` (``ids``, ``rows``, ``counts``, ``dense``). Replies carry the
-same ConfigRecord with the phase and the client's protocol message, and a MetricRecord
-``metrics``. Evaluation uses :data:`EVAL_TYPE` (``evaluate.submodel``).
-
-Message sizes are measured as Flower serialises a content (:func:`content_bytes`).
+fedkit's exchange record (:mod:`fedkit.flower.secagg.records`) with a :class:`Phase` as its
+``phase``; the secure phases carry the two protocol instances (the private set union and the
+submodel upload) exactly as a secure training round does, and the report phase adds ``union``
+(U as :func:`~fedkit.privacy.submodel.encode_row_set` bytes). Arrays travel in ArrayRecords:
+``model`` (the whole table and dense part), ``submodel`` (``ids`` (plain mode only: a secure
+client knows its S''), ``rows``, ``w``, ``c``, and with downloaded negatives
+:data:`NEGATIVE_WEIGHTS`), ``index-set`` (``ids``), ``update`` (``ids``, ``rows``, ``counts``,
+``dense``). Replies add a MetricRecord ``metrics``. Evaluation uses :data:`EVAL_TYPE`
+(``evaluate.submodel``). The message flow with sizes is in ``docs/submodel.md``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
-from flwr.common.serde import recorddict_to_proto
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
-from fedkit.privacy.secagg import SecAggConfig, SecAggProtocolError
-from fedkit.privacy.submodel import SubmodelSecAggConfig
+from fedkit.flower.secagg import records
+from fedkit.privacy.secagg import SecAggProtocolError, Stage
 
 __all__ = [
     "EVAL_TYPE",
     "NEGATIVE_WEIGHTS",
-    "SUBMODEL_RECORD",
+    "PSU_PHASES",
     "TRAIN_TYPE",
+    "UPLOAD_PHASES",
     "Phase",
     "arrays",
-    "config_fields",
-    "content_bytes",
     "numpy_arrays",
-    "read_config",
     "read_phase",
-    "reply_record",
-    "request_record",
 ]
 
-SUBMODEL_RECORD = "fedkit.submodel"
 TRAIN_TYPE = "train.submodel"
 EVAL_TYPE = "evaluate.submodel"
 NEGATIVE_WEIGHTS = "negative-weights"
@@ -65,71 +54,28 @@ class Phase(enum.Enum):
     DOWNLOAD = "download-submodel"  # rows of S'' down with the upload's key roster
     TRAIN = "train-masked-update"  # routed shares down; masked update up
     UNMASK = "unmask"
+    EVALUATE = "evaluate"
 
 
-def config_fields(config: SecAggConfig) -> dict:
-    """The init fields of a (submodel) SecAgg config as ``secagg-*`` record entries."""
-    out = {}
-    for f in dataclasses.fields(config):
-        if not f.init:
-            continue
-        value = getattr(config, f.name)
-        if f.name == "num_neighbours":
-            value = 0 if value is None else value
-        if f.name == "scale":
-            value = float(config.resolved_scale)
-        out[f"secagg-{f.name}"] = value
-    return out
-
-
-def read_config(record: ConfigRecord) -> SecAggConfig:
-    """The config written by :func:`config_fields` (submodel config if it has ``num_rows``).
-
-    Raises:
-        SecAggProtocolError: A missing or invalid field.
-    """
-    try:
-        values = {k[len("secagg-"):]: v for k, v in record.items() if k.startswith("secagg-")}
-        values["num_neighbours"] = int(values["num_neighbours"]) or None
-        cls = SubmodelSecAggConfig if "num_rows" in values else SecAggConfig
-        return cls(**values)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SecAggProtocolError(f"malformed submodel protocol parameters: {exc}") from exc
-
-
-def request_record(phase: Phase, server_round: int, client_id: int, payload: bytes = b"",
-                   config: SecAggConfig | None = None, **extra) -> ConfigRecord:
-    """The :data:`SUBMODEL_RECORD` of one request."""
-    fields = {"phase": phase.value, "server-round": int(server_round),
-              "client-id": int(client_id), "payload": bytes(payload), **extra}
-    if config is not None:
-        fields.update(config_fields(config))
-    return ConfigRecord(fields)
-
-
-def reply_record(phase: Phase, payload: bytes = b"") -> ConfigRecord:
-    """The :data:`SUBMODEL_RECORD` of a client's reply."""
-    return ConfigRecord({"phase": phase.value, "payload": bytes(payload)})
+PSU_PHASES = {Stage.ADVERTISE_KEYS: Phase.PSU_KEYS, Stage.SHARE_KEYS: Phase.PSU_SHARES,
+              Stage.MASKED_INPUT: Phase.PSU_INPUT, Stage.UNMASK: Phase.PSU_UNMASK}
+"""The phase of each stage of the private set union."""
+UPLOAD_PHASES = {Stage.ADVERTISE_KEYS: Phase.REPORT, Stage.SHARE_KEYS: Phase.DOWNLOAD,
+                 Stage.MASKED_INPUT: Phase.TRAIN, Stage.UNMASK: Phase.UNMASK}
+"""The phase of each stage of the submodel upload."""
 
 
 def read_phase(msg: Message, expected: Phase | None = None) -> tuple[Phase, ConfigRecord]:
-    """The phase and record of a request or reply.
+    """The phase and exchange record of a request or reply.
 
     Raises:
         SecAggProtocolError: No record, an unknown phase, or another phase than ``expected``.
     """
-    record = msg.content.config_records.get(SUBMODEL_RECORD)
-    if record is None:
-        raise SecAggProtocolError(f"message has no {SUBMODEL_RECORD!r} record "
-                                  f"(records: {sorted(msg.content.keys())})")
+    label, record = records.read_phase(msg, None if expected is None else expected.value)
     try:
-        phase = Phase(record.get("phase"))
+        return Phase(label), record
     except ValueError:
-        raise SecAggProtocolError(f"unknown submodel phase {record.get('phase')!r}") from None
-    if expected is not None and phase is not expected:
-        raise SecAggProtocolError(f"reply names phase {phase.value!r}, expected "
-                                  f"{expected.value!r} (replayed or reordered message)")
-    return phase, record
+        raise SecAggProtocolError(f"unknown submodel phase {label!r}") from None
 
 
 def arrays(**values: np.ndarray) -> ArrayRecord:
@@ -140,8 +86,3 @@ def arrays(**values: np.ndarray) -> ArrayRecord:
 def numpy_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
     """The numpy arrays of an ArrayRecord."""
     return {k: a.numpy() for k, a in record.items()}
-
-
-def content_bytes(content: RecordDict) -> int:
-    """Bytes of ``content`` as Flower serialises it (protobuf ``RecordDict``)."""
-    return int(recorddict_to_proto(content).ByteSize())

@@ -1,33 +1,21 @@
-"""The secure round of the submodel task over Flower messages: PSU, randomized response, SFSA.
+"""The secure round of the submodel task: private set union, randomized response, upload.
 
-Eight exchanges per round (reference/submodel.md §2; the flow with sizes is in
-``docs/submodel.md``):
+Two secure-aggregation instances, each the four stages of
+:func:`fedkit.privacy.secagg.run_stages` over the round's one
+:class:`~fedkit.flower.secagg.exchange.Exchange` (eight round trips; Niu et al., MobiCom
+2020, §5; the flow with sizes is in ``docs/submodel.md``):
 
-1-4. **Private set union** -- SecAgg's four stages (:class:`~fedkit.privacy.secagg.SecAggServer`)
-     on each client's random-valued index vector or Bloom filter of its real set S
-     (``masked_ring_input``); the server decodes the union U from the exact ring sum.
-5.   **report** -- U goes down (compactly encoded, ``encode_row_set``) with the upload's
-     protocol parameters; each client applies double randomized response with its memoised
-     permanent answers and replies the upload's advertise-keys message, which carries S''
-     (the report of S'' and stage 0 of the upload share one round trip).
-6.   **download** -- the upload's keys broadcast (every roster key and the S'' of the
-     client's graph neighbours, ``secagg_neighbours``) and the rows of S''_u plus the dense
-     part go down together (stage 1 of the upload); the client keeps the rows. The rows
-     travel without their ids: the client knows S''_u. With ``downloaded`` negatives the
-     rows' loss weights as negatives come along (:mod:`fedkit.submodel.negatives`).
-7.   **train** -- the routed shares go down; the client trains on S ∩ S'' and replies its
-     masked row updates, 0/1 counts and dense update weighted by its sample count.
-8.   **unmask** -- as SecAgg; the server removes the masks
-     (:class:`~fedkit.privacy.submodel.SubmodelSecAggServer`).
+* **private set union** (round id ``2r``): each client masks a random-valued index vector or
+  Bloom filter of its real set S (:func:`psu_encoding`); the server decodes the union U from
+  the exact ring sum.
+* **upload** (round id ``2r + 1``, :class:`~fedkit.privacy.submodel.SubmodelSecAggServer`,
+  row space = U): advertise-keys carries U down and each client's perturbed set S'' (double
+  randomized response) up; share-keys carries the rows of S''_u (and, with ``downloaded``
+  negatives, their loss weights) down; masked-input returns the masked row updates, 0/1
+  counts and dense update; unmask as SecAgg. The upload's cohort is the union's survivors.
 
-The two protocol instances have their own fresh keys and are bound to round ids ``2r`` (PSU)
-and ``2r + 1`` (upload). The upload's row space is the union: row ``i`` of the protocol is
-item ``U[i]`` (``num_rows = |U|``), so a row-set bitmap costs one bit per union item, and the
-server's ring table has |U| rows; the sums are scattered back to item ids at the end.
-The upload's cohort is the PSU's survivors (their sets are in U).
-Clients that fail are dropped with a logged reason; below the threshold at any stage the
-round aborts (:class:`SecureRoundResult` ``aborted`` names why) and the caller keeps the
-model.
+Below the threshold at any stage the round aborts (:attr:`SecureRoundResult.aborted` names
+why) and the caller keeps the model.
 """
 
 from __future__ import annotations
@@ -35,26 +23,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
 
 import numpy as np
 from flwr.app import Message, RecordDict
 
 from fedkit.config import RunConfig
+from fedkit.flower.secagg.exchange import Exchange, FlowerStages, StageHooks
+from fedkit.flower.secagg.records import content_bytes
 from fedkit.flower.secagg.workflow import SecureAggregationSettings
-from fedkit.flower.submodel.exchange import Exchanges
 from fedkit.flower.submodel.records import (
     NEGATIVE_WEIGHTS,
-    SUBMODEL_RECORD,
-    Phase,
+    PSU_PHASES,
+    TRAIN_TYPE,
+    UPLOAD_PHASES,
     arrays,
-    content_bytes,
-    read_phase,
-    request_record,
 )
-from fedkit.privacy.secagg import SecAggAbort, SecAggError, SecAggServer, decode_message
+from fedkit.privacy.secagg import SecAggAbort, SecAggServer, Stage, run_stages
 from fedkit.privacy.submodel import (
     SubmodelSecAggConfig,
+    SubmodelSecAggResult,
     SubmodelSecAggServer,
     decode_submodel_message,
     encode_row_set,
@@ -108,7 +95,7 @@ class SecureRoundResult:
 def psu_encoding(cfg: RunConfig, num_items: int) -> tuple[str, int, int]:
     """``(kind, length, hashes)``: the index vector, or a Bloom filter sized for
     ``submodel_union_bound`` (0: the vocabulary) at ``submodel_bloom_fpr``; ``auto`` picks the
-    shorter (reference §5.1: m = -N ln p / (ln 2)^2)."""
+    shorter (Niu et al., MobiCom 2020, §5.1: m = -N ln p / (ln 2)^2)."""
     bound = min(cfg.submodel_union_bound or num_items, num_items)
     bits, hashes = bloom_size(bound, cfg.submodel_bloom_fpr)
     if cfg.submodel_psu == "index" or (cfg.submodel_psu == "auto" and num_items <= bits):
@@ -116,41 +103,39 @@ def psu_encoding(cfg: RunConfig, num_items: int) -> tuple[str, int, int]:
     return "bloom", bits, hashes
 
 
-def _accept(ex: Exchanges, phase: Phase, server: SecAggServer, replies: Mapping[int, Message],
-            decode: Callable[[bytes], object]) -> dict[int, object]:
-    """Hand each reply's protocol message to ``server``; drop the invalid ones."""
-    accepted = {}
-    for cid, reply in sorted(replies.items()):
-        try:
-            _, record = read_phase(reply, phase)
-            message = decode(record["payload"])
-            if message.client_id != cid:
-                raise SecAggError(f"protocol message names client {message.client_id}; one "
-                                  "node cannot speak for another")
-            server.receive(message)
-            accepted[cid] = message
-        except (SecAggError, KeyError) as exc:
-            ex.fail(cid, phase, str(exc))
-    return accepted
+@dataclasses.dataclass
+class _RoundLog:
+    """What one secure round records as it goes (the parts of :class:`SecureRoundResult`
+    that are known before or without the sums)."""
+
+    encoding: tuple[str, int, int]
+    union_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    perturbed_sizes: dict[int, int] = dataclasses.field(default_factory=dict)
+    submodel_bytes: list[int] = dataclasses.field(default_factory=list)
+    client_train_seconds: list[float] = dataclasses.field(default_factory=list)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def result(self, sums: SubmodelSecAggResult | None, aborted: str | None = None
+               ) -> SecureRoundResult:
+        return SecureRoundResult(
+            row_sums=None if sums is None else sums.row_sums,
+            row_counts=None if sums is None else sums.row_counts,
+            dense_sum=None if sums is None else sums.dense_sum,
+            total_weight=0.0 if sums is None else sums.total_weight,
+            survivors=() if sums is None else sums.survivors,
+            reporters=tuple(sorted(self.perturbed_sizes)),
+            perturbed_sizes=dict(self.perturbed_sizes),
+            submodel_bytes=float(np.mean(self.submodel_bytes)) if self.submodel_bytes else 0.0,
+            union_size=int(self.union_ids.size), psu_encoding=self.encoding,
+            seconds=dict(self.seconds), client_train_seconds=list(self.client_train_seconds),
+            aborted=aborted)
 
 
-# The first request of each protocol instance carries its parameters; the client keeps them
-# with its protocol state, so the later stages do not repeat them (~300 bytes a message).
-_OPENING_PHASES = (Phase.PSU_KEYS, Phase.REPORT)
-
-
-def _contents(ex: Exchanges, phase: Phase, ids, config, server_round: int,
-              payload_fn: Callable[[int], bytes], **extra) -> dict[int, RecordDict]:
-    config = config if phase in _OPENING_PHASES else None
-    return {cid: RecordDict({SUBMODEL_RECORD: request_record(
-        phase, server_round, cid, payload_fn(cid), config, **extra)})
-        for cid in ex.alive(ids)}
-
-
-def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
+def run_secure_round(ex: Exchange, cfg: RunConfig, items: np.ndarray,
                      dense: dict[str, np.ndarray], server_round: int, run_id: int = 0,
                      union_frequency: UnionFrequency | None = None) -> SecureRoundResult:
-    """Run the eight exchanges with the clients of ``ex`` (module docstring).
+    """Run the private set union and the upload with the clients of ``ex`` (module
+    docstring).
 
     ``union_frequency``, when given, counts the decoded union; with ``downloaded`` negatives
     and a non-zero ``submodel_negative_weight_cap`` each client's download then carries the
@@ -158,39 +143,24 @@ def run_secure_round(ex: Exchanges, cfg: RunConfig, items: np.ndarray,
     """
     settings = SecureAggregationSettings.from_run_config(cfg)
     num_items = items.shape[0]
-    encoding = psu_encoding(cfg, num_items)
-    seconds: dict[str, float] = {}
-    state: dict = {"union": 0, "reporters": {}, "train": [], "submodel": []}
-
-    def outcome(result=None, aborted: str | None = None) -> SecureRoundResult:
-        return SecureRoundResult(
-            row_sums=None if result is None else result.row_sums,
-            row_counts=None if result is None else result.row_counts,
-            dense_sum=None if result is None else result.dense_sum,
-            total_weight=0.0 if result is None else result.total_weight,
-            survivors=() if result is None else result.survivors,
-            reporters=tuple(sorted(state["reporters"])),
-            perturbed_sizes=dict(state["reporters"]),
-            submodel_bytes=float(np.mean(state["submodel"])) if state["submodel"] else 0.0,
-            union_size=state["union"], psu_encoding=encoding, seconds=seconds,
-            client_train_seconds=list(state["train"]), aborted=aborted)
-
+    log = _RoundLog(psu_encoding(cfg, num_items))
     try:
         start = time.perf_counter()
-        cohort = _psu(ex, settings, encoding, num_items, server_round, run_id, state)
-        seconds["psu"] = time.perf_counter() - start
+        cohort = _psu(ex, settings, log, num_items, server_round, run_id)
+        log.seconds["psu"] = time.perf_counter() - start
         if union_frequency is not None:
-            union_frequency.observe(state["union_ids"])
-        result = _upload(ex, cfg, settings, cohort, items, dense, server_round, run_id, state,
-                         seconds, union_frequency)
+            union_frequency.observe(log.union_ids)
+        sums = _upload(ex, cfg, settings, cohort, items, dense, server_round, run_id, log,
+                       union_frequency)
     except SecAggAbort as exc:
         reason = f"secure round aborted: {exc}"
         logger.error("submodel round %s: %s; the model is unchanged", server_round, reason)
-        return outcome(aborted=reason)
-    return outcome(_to_items(result, state["union_ids"], num_items))
+        return log.result(None, reason)
+    return log.result(_to_items(sums, log.union_ids, num_items))
 
 
-def _to_items(result, union: np.ndarray, num_items: int):
+def _to_items(result: SubmodelSecAggResult, union: np.ndarray, num_items: int
+              ) -> SubmodelSecAggResult:
     """The upload's sums over union positions scattered to item ids (other rows: zero)."""
     row_sums = np.zeros((num_items, result.row_sums.shape[1]))
     row_counts = np.zeros(num_items, dtype=np.int64)
@@ -199,58 +169,45 @@ def _to_items(result, union: np.ndarray, num_items: int):
     return dataclasses.replace(result, row_sums=row_sums, row_counts=row_counts)
 
 
-def _unmask_requests(server: SecAggServer) -> dict[int, bytes]:
-    """Close the masked inputs; per alive client, its neighbourhood's alive/dropped lists."""
-    alive = server.request_unmask().alive
-    return {cid: server.unmask_request_for(cid).to_bytes() for cid in alive}
+# the parts of the upload timed in results.json, and the stage of each
+_UPLOAD_PARTS = {"report": Stage.ADVERTISE_KEYS, "download": Stage.SHARE_KEYS,
+                 "train": Stage.MASKED_INPUT, "secagg": Stage.UNMASK}
 
 
-def _psu(ex: Exchanges, settings: SecureAggregationSettings, encoding, num_items: int,
-         server_round: int, run_id: int, state: dict) -> list[int]:
-    """Exchanges 1-4: the union of the real sets; return the cohort of the upload."""
+def _labels(phases) -> dict[Stage, str]:
+    return {stage: phase.value for stage, phase in phases.items()}
+
+
+def _psu(ex: Exchange, settings: SecureAggregationSettings, log: _RoundLog, num_items: int,
+         server_round: int, run_id: int) -> list[int]:
+    """The union of the real sets (into ``log.union_ids``); return the upload's cohort."""
     cohort = ex.alive(ex.nodes)
     if len(cohort) < 2:
         raise SecAggAbort(f"the private set union needs at least 2 clients, {len(cohort)} left")
-    kind, length, hashes = encoding
+    kind, length, hashes = log.encoding
     config = settings.protocol_config(len(cohort), length, round_id=2 * server_round,
                                       run_id=run_id, weighted=False)
-    server = SecAggServer(config, client_ids=cohort)
-    r = server_round
-    replies = ex.send(Phase.PSU_KEYS, _contents(ex, Phase.PSU_KEYS, cohort, config, r,
-                                                lambda c: b""))
-    accepted = _accept(ex, Phase.PSU_KEYS, server, replies, decode_message)
-    server.broadcast_keys()
-    keys = {cid: server.keys_for(cid).to_bytes() for cid in cohort if cid in accepted}
-    replies = ex.send(Phase.PSU_SHARES, _contents(ex, Phase.PSU_SHARES, keys, config, r,
-                                                  keys.__getitem__))
-    _accept(ex, Phase.PSU_SHARES, server, replies, decode_message)
-    routed = {cid: s.to_bytes() for cid, s in server.route_shares().items()}
-    replies = ex.send(Phase.PSU_INPUT, _contents(
-        ex, Phase.PSU_INPUT, routed, config, r, routed.__getitem__, **{
-            "psu-encoding": kind, "psu-length": length, "psu-hashes": hashes}))
-    _accept(ex, Phase.PSU_INPUT, server, replies, decode_message)
-    unmask = _unmask_requests(server)
-    replies = ex.send(Phase.PSU_UNMASK, _contents(ex, Phase.PSU_UNMASK, unmask, config, r,
-                                                  unmask.__getitem__))
-    _accept(ex, Phase.PSU_UNMASK, server, replies, decode_message)
-    result = server.aggregate()
+    encoding = {"psu-encoding": kind, "psu-length": length, "psu-hashes": hashes}
+    hooks = StageHooks(fields=lambda stage, cid: encoding if stage is Stage.MASKED_INPUT
+                       else {})
+    transport = FlowerStages(ex, config, phases=_labels(PSU_PHASES), hooks=hooks,
+                             message_type=TRAIN_TYPE)
+    result = run_stages(SecAggServer(config, client_ids=cohort), cohort, transport).result
     summed = result.ring_sum[:-1]
     if kind == "index":
-        union = decode_index_vector(summed)
+        log.union_ids = decode_index_vector(summed)
     else:
-        union = decode_union(summed, np.arange(num_items), hashes)
-    state["union_ids"] = union
-    state["union"] = int(union.size)
+        log.union_ids = decode_union(summed, np.arange(num_items), hashes)
     logger.info("submodel round %s: union of %s clients has %s rows (%s encoding)",
-                server_round, len(result.survivors), union.size, kind)
+                server_round, len(result.survivors), log.union_ids.size, kind)
     return [c for c in result.survivors if c not in ex.failed]
 
 
-def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
+def _upload(ex: Exchange, cfg: RunConfig, settings: SecureAggregationSettings,
             cohort: list[int], items: np.ndarray, dense: dict[str, np.ndarray],
-            server_round: int, run_id: int, state: dict, seconds: dict[str, float],
-            union_frequency: UnionFrequency | None = None):
-    """Exchanges 5-8: report S'', download, train, submodel-aware secure aggregation."""
+            server_round: int, run_id: int, log: _RoundLog,
+            union_frequency: UnionFrequency | None) -> SubmodelSecAggResult:
+    """Report S'', download, train, submodel-aware secure aggregation."""
     cap = cfg.submodel_negative_weight_cap if cfg.submodel_negatives == "downloaded" else 0.0
     weigh = union_frequency is not None and cap > 0
     if len(cohort) < 2:
@@ -260,49 +217,42 @@ def _upload(ex: Exchanges, cfg: RunConfig, settings: SecureAggregationSettings,
     base = settings.protocol_config(len(cohort), dense_length, round_id=2 * server_round + 1,
                                     run_id=run_id, weighted=True)
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
-    union_ids = state["union_ids"]
+    union_ids = log.union_ids
     config = SubmodelSecAggConfig(**fields, num_rows=max(1, union_ids.size),
                                   row_width=items.shape[1])
     server = SubmodelSecAggServer(config, client_ids=cohort)
-    r = server_round
-    start = time.perf_counter()
     union = encode_row_set(union_ids)
-    contents = _contents(ex, Phase.REPORT, cohort, config, r, lambda c: b"", union=union)
-    replies = ex.send(Phase.REPORT, contents)
-    accepted = _accept(ex, Phase.REPORT, server, replies, decode_submodel_message)
-    positions = {cid: np.asarray(m.rows, np.int64) for cid, m in accepted.items()}
-    state["reporters"].update({cid: int(p.size) for cid, p in positions.items()})
-    keys = {cid: m.to_bytes() for cid, m in server.broadcast_keys().items()}
-    seconds["report"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    contents = _contents(ex, Phase.DOWNLOAD, keys, config, r, keys.__getitem__)
-    for cid, content in contents.items():
-        ids = union_ids[positions[cid]]
+    def download(stage: Stage, cid: int) -> dict:
+        if stage is not Stage.SHARE_KEYS:
+            return {}
+        ids = union_ids[server.row_set(cid)]  # the upload's row i is union item U[i]
         extra = {NEGATIVE_WEIGHTS: union_frequency.negative_weights(ids, cap).astype(
             np.float16)} if weigh else {}
-        content["submodel"] = arrays(rows=items[ids], **extra, **dense)
-        state["submodel"].append(content_bytes(RecordDict({"submodel": content["submodel"]})))
-    replies = ex.send(Phase.DOWNLOAD, contents)
-    _accept(ex, Phase.DOWNLOAD, server, replies, decode_submodel_message)
-    routed = {cid: s.to_bytes() for cid, s in server.route_shares().items()}
-    seconds["download"] = time.perf_counter() - start
+        submodel = arrays(rows=items[ids], **extra, **dense)
+        log.submodel_bytes.append(content_bytes(RecordDict({"submodel": submodel})))
+        return {"submodel": submodel}
 
-    start = time.perf_counter()
-    replies = ex.send(Phase.TRAIN, _contents(ex, Phase.TRAIN, routed, config, r,
-                                             routed.__getitem__))
-    for reply in replies.values():
+    def train_seconds(stage: Stage, cid: int, reply: Message) -> bool:
         metrics = reply.content.metric_records.get("metrics", {})
-        if "train-seconds" in metrics:
-            state["train"].append(float(metrics["train-seconds"]))
-    _accept(ex, Phase.TRAIN, server, replies, decode_submodel_message)
-    unmask = _unmask_requests(server)
-    seconds["train"] = time.perf_counter() - start
+        if stage is Stage.MASKED_INPUT and "train-seconds" in metrics:
+            log.client_train_seconds.append(float(metrics["train-seconds"]))
+        return True
 
-    start = time.perf_counter()
-    replies = ex.send(Phase.UNMASK, _contents(ex, Phase.UNMASK, unmask, config, r,
-                                              unmask.__getitem__))
-    _accept(ex, Phase.UNMASK, server, replies, decode_submodel_message)
-    result = server.aggregate()
-    seconds["secagg"] = time.perf_counter() - start
-    return result
+    hooks = StageHooks(fields=lambda stage, cid: {"union": union}
+                       if stage is Stage.ADVERTISE_KEYS else {},
+                       records=download, on_reply=train_seconds)
+    transport = FlowerStages(ex, config, phases=_labels(UPLOAD_PHASES), hooks=hooks,
+                             message_type=TRAIN_TYPE)
+    run = None
+    try:
+        run = run_stages(server, cohort, transport, decode_fn=decode_submodel_message)
+    finally:
+        # a client is charged privacy for every S'' the server received, abort or not
+        log.perturbed_sizes.update({cid: int(server.row_set(cid).size)
+                                    for cid in server.reporters})
+        server_seconds = {} if run is None else run.server_seconds
+        for part, stage in _UPLOAD_PARTS.items():
+            log.seconds[part] = (transport.seconds.get(UPLOAD_PHASES[stage].value, 0.0)
+                                 + server_seconds.get(stage, 0.0))
+    return run.result

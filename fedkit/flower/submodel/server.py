@@ -31,6 +31,7 @@ PrivacyLedger`: a client is charged a round when the server received its S'').
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -43,16 +44,15 @@ from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.sampling import sample_uniform
 from fedkit.bench import RunLog
 from fedkit.config import RunConfig
-from fedkit.flower.submodel.exchange import Exchanges
+from fedkit.flower.secagg.exchange import Exchange
+from fedkit.flower.secagg.records import EXCHANGE_RECORD, content_bytes, request_record
 from fedkit.flower.submodel.records import (
     EVAL_TYPE,
-    SUBMODEL_RECORD,
+    TRAIN_TYPE,
     Phase,
     arrays,
-    content_bytes,
     numpy_arrays,
     read_phase,
-    request_record,
 )
 from fedkit.flower.submodel.secure_round import run_secure_round
 from fedkit.flower.submodel.task import DENSE_KEYS, initial_model, load_rec_data
@@ -125,16 +125,29 @@ class _Model:
 
 
 def _request(phase: Phase, r: int, cid: int, **records) -> RecordDict:
-    return RecordDict({SUBMODEL_RECORD: request_record(phase, r, cid), **records})
+    return RecordDict({EXCHANGE_RECORD: request_record(phase.value, r, cid), **records})
 
 
-def _update_of(ex: Exchanges, phase: Phase, cid: int, reply, width: int, num_rows: int,
-               dense_size: int, expected_ids: np.ndarray | None):
-    """The validated update of one reply, or None (the client is dropped)."""
+@dataclasses.dataclass(frozen=True)
+class _ClientUpdate:
+    """One client's validated plaintext update (full and plain modes)."""
+
+    ids: np.ndarray  # rows it updated
+    rows: np.ndarray  # [len(ids), width] row updates
+    counts: np.ndarray  # [len(ids)] 0/1: did it truly use the row
+    dense: np.ndarray  # the dense part's update, flat
+    weight: float  # its sample count
+    train_loss: float | None
+
+
+def _update_of(ex: Exchange, phase: Phase, cid: int, reply, width: int, num_rows: int,
+               dense_size: int, expected_ids: np.ndarray | None) -> _ClientUpdate | None:
+    """The validated update of one reply, or None (the client is dropped, with the reason)."""
     try:
         read_phase(reply, phase)
         update = numpy_arrays(reply.content["update"])
-        weight = float(reply.content["metrics"]["num-examples"])
+        metrics = reply.content["metrics"]
+        weight = float(metrics["num-examples"])
         ids = update["ids"].astype(np.int64)
         if expected_ids is not None and not np.array_equal(ids, expected_ids):
             raise ValueError(f"update covers {ids.size} rows, expected the {expected_ids.size} "
@@ -148,17 +161,19 @@ def _update_of(ex: Exchanges, phase: Phase, cid: int, reply, width: int, num_row
             raise ValueError("update holds non-finite values or a negative weight")
         if ids.size and (ids.min() < 0 or ids.max() >= num_rows):
             raise ValueError(f"row ids outside [0, {num_rows})")
-    except Exception as exc:  # noqa: BLE001 - any malformed reply drops the client
-        ex.fail(cid, phase, f"reply rejected: {exc}; the round continues without it")
+        counts = update["counts"].astype(np.int64)
+    except (KeyError, TypeError, ValueError) as exc:  # a malformed reply drops the client
+        ex.fail(cid, phase, f"reply rejected: {type(exc).__name__}: {exc}; the round "
+                            "continues without it")
         return None
-    return ids, update["rows"], update["counts"].astype(np.int64), update["dense"], weight, \
-        reply.content["metrics"]
+    loss = float(metrics["train-loss"]) if "train-loss" in metrics else None
+    return _ClientUpdate(ids, update["rows"], counts, update["dense"], weight, loss)
 
 
-def _full_round(ex: Exchanges, model: _Model, r: int) -> dict:
+def _full_round(ex: Exchange, model: _Model, r: int) -> dict:
     record = model.record()
     replies = ex.send(Phase.FULL_TRAIN, {cid: _request(Phase.FULL_TRAIN, r, cid, model=record)
-                                         for cid in ex.nodes})
+                                         for cid in ex.nodes}, TRAIN_TYPE)
     v, width = model.items.shape
     dense_size = sum(a.size for a in model.dense.values())
     updates = {cid: u for cid, rep in sorted(replies.items())
@@ -167,25 +182,28 @@ def _full_round(ex: Exchanges, model: _Model, r: int) -> dict:
     return _fedavg_outcome(model, updates)
 
 
-def _fedavg_outcome(model: _Model, updates: dict) -> dict:
+def _losses(updates: dict[int, _ClientUpdate]) -> list[float]:
+    return [u.train_loss for u in updates.values() if u.train_loss is not None]
+
+
+def _fedavg_outcome(model: _Model, updates: dict[int, _ClientUpdate]) -> dict:
     start = time.perf_counter()
-    weights = [u[4] for u in updates.values()]
+    weights = [u.weight for u in updates.values()]
     if not updates or sum(weights) <= 0:
         return {"aborted": "no client update with positive weight arrived", "contributors": []}
-    rows, total = weighted_sum([u[1] for u in updates.values()], weights)
-    dense, _ = weighted_sum([u[3] for u in updates.values()], weights)
+    rows, total = weighted_sum([u.rows for u in updates.values()], weights)
+    dense, _ = weighted_sum([u.dense for u in updates.values()], weights)
     mean_rows = rows / total
     model.apply(mean_rows, dense / total)
     return {"contributors": sorted(updates), "average_seconds": time.perf_counter() - start,
             "rows_updated": int(np.count_nonzero(np.any(mean_rows != 0, axis=1))),
-            "losses": [float(u[5]["train-loss"]) for u in updates.values()
-                       if "train-loss" in u[5]]}
+            "losses": _losses(updates)}
 
 
-def _plain_round(ex: Exchanges, model: _Model, r: int) -> dict:
+def _plain_round(ex: Exchange, model: _Model, r: int) -> dict:
     v, width = model.items.shape
     replies = ex.send(Phase.PLAIN_REPORT, {cid: _request(Phase.PLAIN_REPORT, r, cid)
-                                           for cid in ex.nodes})
+                                           for cid in ex.nodes}, TRAIN_TYPE)
     sets = {}
     for cid, reply in sorted(replies.items()):
         ids = numpy_arrays(reply.content["index-set"])["ids"].astype(np.int64)
@@ -195,25 +213,23 @@ def _plain_round(ex: Exchanges, model: _Model, r: int) -> dict:
         sets[cid] = ids
     contents = {cid: _request(Phase.PLAIN_TRAIN, r, cid, submodel=arrays(
         ids=ids, rows=model.items[ids], **model.dense)) for cid, ids in sets.items()}
-    replies = ex.send(Phase.PLAIN_TRAIN, contents)
+    replies = ex.send(Phase.PLAIN_TRAIN, contents, TRAIN_TYPE)
     dense_size = sum(a.size for a in model.dense.values())
     updates = {cid: u for cid, rep in sorted(replies.items())
                if (u := _update_of(ex, Phase.PLAIN_TRAIN, cid, rep, width, v, dense_size,
                                    sets[cid])) is not None}
-    weights = [u[4] for u in updates.values()]
+    weights = [u.weight for u in updates.values()]
     if not updates or sum(weights) <= 0:
         return {"aborted": "no client update with positive weight arrived", "contributors": []}
     start = time.perf_counter()
-    sums, counts = row_sums(v, width, [(u[0], u[1], u[2]) for u in updates.values()])
-    dense, total = weighted_sum([u[3] for u in updates.values()], weights)
+    sums, counts = row_sums(v, width, [(u.ids, u.rows, u.counts) for u in updates.values()])
+    dense, total = weighted_sum([u.dense for u in updates.values()], weights)
     model.apply(row_average(sums, counts), dense / total)
     return {"contributors": sorted(updates), "average_seconds": time.perf_counter() - start,
-            "rows_updated": int(np.count_nonzero(counts)),
-            "losses": [float(u[5]["train-loss"]) for u in updates.values()
-                       if "train-loss" in u[5]]}
+            "rows_updated": int(np.count_nonzero(counts)), "losses": _losses(updates)}
 
 
-def _secure_round(ex: Exchanges, cfg: RunConfig, model: _Model, r: int, run_id: int,
+def _secure_round(ex: Exchange, cfg: RunConfig, model: _Model, r: int, run_id: int,
                   union_frequency: UnionFrequency) -> dict:
     result = run_secure_round(ex, cfg, model.items, model.dense, r, run_id, union_frequency)
     out = {"contributors": list(result.survivors), "reporters": list(result.reporters),
@@ -235,10 +251,10 @@ def _secure_round(ex: Exchanges, cfg: RunConfig, model: _Model, r: int, run_id: 
 
 def _evaluate(grid: Grid, model: _Model, online: dict[int, int], r: int,
               timeout: float | None) -> dict:
-    ex = Exchanges(grid, online, r, timeout)
+    ex = Exchange(grid, online, r, timeout, purpose="submodel evaluation")
     record = model.record()
     content = {cid: RecordDict({"model": record}) for cid in online}
-    replies = ex.send(Phase.FULL_TRAIN, content, message_type=EVAL_TYPE)
+    replies = ex.send(Phase.EVALUATE, content, message_type=EVAL_TYPE)
     metrics = [rep.content["metrics"] for rep in replies.values()
                if "metrics" in rep.content.metric_records]
     return {"test_auc": _mean([float(m["auc"]) for m in metrics]),
@@ -264,7 +280,8 @@ def run_submodel_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower"
         start = time.perf_counter()
         online = directory.online(grid)
         chosen = sample_uniform(online, cfg.clients_per_round, seed=cfg.seed, server_round=r)
-        ex = Exchanges(grid, {c: online[c] for c in chosen}, r, cfg.round_timeout)
+        ex = Exchange(grid, {c: online[c] for c in chosen}, r, cfg.round_timeout,
+                      purpose="submodel")
         if cfg.submodel_mode == "full":
             out = _full_round(ex, model, r)
         elif cfg.submodel_mode == "plain":

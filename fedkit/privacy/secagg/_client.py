@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import json
 import math
@@ -20,6 +19,7 @@ from fedkit.privacy.quantize import quantize
 from fedkit.privacy.secagg._config import (
     SecAggAbort,
     SecAggConfig,
+    SecAggError,
     SecAggProtocolError,
     SecAggStateError,
     Stage,
@@ -67,6 +67,8 @@ class SecAggClient:
         client_id: This client's stable id (``0 <= id < 2^64``).
         rng: Generator for stochastic rounding (not secret); default: seeded by the OS.
     """
+
+    config_class: type[SecAggConfig] = SecAggConfig  # what from_state rebuilds
 
     def __init__(
         self, config: SecAggConfig, client_id: int, *, rng: np.random.Generator | None = None
@@ -469,7 +471,7 @@ class SecAggClient:
         """
         state = {
             "version": _STATE_VERSION,
-            "config": _config_fields(self.config),
+            "config": self.config.to_fields(),
             "client_id": self.client_id,
             "next": self._next,
             "enc": self._enc.private_bytes().hex(),
@@ -488,9 +490,16 @@ class SecAggClient:
 
     @classmethod
     def from_state(
-        cls, config: SecAggConfig, data: bytes, *, rng: np.random.Generator | None = None
+        cls, config: SecAggConfig | None, data: bytes, *, rng: np.random.Generator | None = None
     ) -> SecAggClient:
-        """Restore :meth:`to_state`'s output for the round described by ``config``.
+        """Restore :meth:`to_state`'s output.
+
+        Args:
+            config: The round's parameters as the server states them now, checked against
+                those the client started with; ``None`` takes the saved ones (the server
+                sends the parameters once, when it opens the instance).
+            data: What :meth:`to_state` returned.
+            rng: Stochastic-rounding generator of the restored client.
 
         Raises:
             SecAggStateError: Unreadable state, another state version, or a ``config`` that
@@ -507,10 +516,15 @@ class SecAggClient:
                 f"secure-aggregation client state has version {version!r}, "
                 f"expected {_STATE_VERSION}"
             )
-        if state["config"] != _config_fields(config):
+        if config is None:
+            try:
+                config = cls.config_class.from_fields(state["config"])
+            except SecAggError as exc:
+                raise SecAggStateError(f"secure-aggregation client state: {exc}") from exc
+        if state["config"] != config.to_fields():
             raise SecAggStateError(
                 f"client {state['client_id']}: the round's parameters changed between stages "
-                f"(started with {state['config']}, now {_config_fields(config)})"
+                f"(started with {state['config']}, now {config.to_fields()})"
             )
         client = cls.__new__(cls)  # no fresh key pairs: they are restored below
         client.config = config
@@ -546,7 +560,3 @@ class SecAggClient:
         stage = self.stage.value if self.stage else ("stopped" if self._next < 0 else "finished")
         return f"SecAggClient(client_id={self.client_id}, stage={stage}, secrets=<redacted>)"
 
-
-def _config_fields(config: SecAggConfig) -> dict:
-    """The config's init fields as JSON-able values (compared across stages)."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}

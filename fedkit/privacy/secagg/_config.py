@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fedkit.privacy.graph import neighbourhood_size
@@ -151,6 +153,41 @@ class SecAggConfig:
             num_neighbours=num_neighbours,
             **kwargs,
         )
+
+    def to_fields(self) -> dict[str, int | float]:
+        """The init fields as plain numbers: the one encoding of a config, on the wire
+        (``secagg-*`` record entries) and in a client's saved state.
+
+        ``num_neighbours = None`` becomes 0 and ``scale`` its resolved value, so
+        ``type(cfg).from_fields(cfg.to_fields()).to_fields() == cfg.to_fields()``.
+        """
+        out: dict[str, int | float] = {}
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "num_neighbours":
+                value = 0 if value is None else value
+            elif f.name == "scale":
+                value = float(self.resolved_scale)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> SecAggConfig:
+        """The config :meth:`to_fields` encoded.
+
+        Raises:
+            SecAggConfigError: A missing, unknown or invalid field.
+        """
+        try:
+            values = dict(fields)
+            values["num_neighbours"] = int(values["num_neighbours"]) or None  # type: ignore
+            return cls(**values)  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SecAggConfigError):
+                raise
+            raise SecAggConfigError(f"invalid {cls.__name__} fields: {exc}") from exc
 
     @property
     def element_bound(self) -> float:

@@ -41,6 +41,8 @@ class SubmodelSecAggClient(SecAggClient):
             is not a valid row set.
     """
 
+    config_class = SubmodelSecAggConfig
+
     def __init__(
         self,
         config: SubmodelSecAggConfig,

@@ -109,6 +109,11 @@ class SubmodelSecAggServer(SecAggServer):
             keys.digests,
         )
 
+    @property
+    def reporters(self) -> tuple[int, ...]:
+        """The clients whose row set S'' the server received (advertise-keys), sorted."""
+        return tuple(sorted(self._rows))
+
     def row_set(self, client_id: int) -> np.ndarray:
         """The row set S'' that ``client_id`` advertised (sorted row ids, read-only)."""
         if client_id not in self._rows:
