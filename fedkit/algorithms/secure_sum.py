@@ -55,7 +55,8 @@ class SecureSum:
         failed: Client id -> why it is not in the sum (stage and reason).
         state_lost: Client ids that replied FedLaAvg's ``state-lost`` instead of an input.
         aborted: The reason the round aborted (too few clients at some stage), else None.
-        stage_seconds: Server wall time per stage (messages included).
+        stage_seconds: Server wall time per stage: building and sending the requests,
+            waiting for the replies, and the server's own work on them (abort: without it).
         bytes_up: Per stage, protocol bytes received from all clients.
         bytes_down: Per stage, protocol bytes sent to all clients (model excluded).
     """

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -139,13 +139,17 @@ class SecureAggregation:
             on_reply=on_reply)
 
         def outcome(total: np.ndarray | None, weight: float, contributors,
-                    aborted: str | None, transport: FlowerStages | None = None) -> SecureSum:
-            trained = [] if transport is None else transport.sent_to(Stage.MASKED_INPUT)
-            return SecureSum(total, weight, tuple(sorted(contributors)), tuple(sorted(trained)),
-                             dict(exchange.failed), tuple(sorted(state_lost)), aborted,
-                             dict(exchange.seconds),
-                             {} if transport is None else dict(transport.payload_up),
-                             {} if transport is None else dict(transport.payload_down))
+                    aborted: str | None, transport: FlowerStages | None = None,
+                    server_seconds: Mapping[Stage, float] | None = None) -> SecureSum:
+            if transport is None:
+                return SecureSum(total, weight, (), (), dict(exchange.failed), (), aborted,
+                                 {}, {}, {})
+            seconds = {stage.value: transport.seconds.get(stage.value, 0.0)
+                       + (server_seconds or {}).get(stage, 0.0) for stage in Stage}
+            return SecureSum(total, weight, tuple(sorted(contributors)),
+                             transport.sent_to(Stage.MASKED_INPUT), dict(exchange.failed),
+                             tuple(sorted(state_lost)), aborted, seconds,
+                             dict(transport.payload_up), dict(transport.payload_down))
 
         if len(nodes) < 2:
             reason = (f"secure aggregation needs at least 2 clients in a round, "
@@ -162,7 +166,8 @@ class SecureAggregation:
             logger.error("secure aggregation round %s aborted: %s", server_round, exc)
             return outcome(None, 0.0, (), str(exc), transport)
         total = run.result.weighted_sum / spec.prescale
-        return outcome(total, run.result.total_weight, run.result.survivors, None, transport)
+        return outcome(total, run.result.total_weight, run.result.survivors, None, transport,
+                       run.server_seconds)
 
 
 def secure_train_fn(strategy: FedkitStrategy, grid: Grid, settings: SecureAggregationSettings,
