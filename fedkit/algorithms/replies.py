@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-from fedkit.algorithms._npy import from_flower_array
+from fedkit.algorithms.arrays import from_flower_array
 
 __all__ = [
     "ARRAYS_KEY",

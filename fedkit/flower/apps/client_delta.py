@@ -22,8 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 
-from fedkit.algorithms._flat import flatten
-from fedkit.algorithms._npy import from_flower_array, to_flower_array
+from fedkit.algorithms.arrays import flatten, from_flower_array, to_flower_array
 
 __all__ = ["GradientStore", "gradient_sum", "STATE_LOST"]
 
