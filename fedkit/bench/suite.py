@@ -27,7 +27,7 @@ Every run is the base config, updated with one combination of grid values, then 
 ``--set`` overrides. Its name is ``key=value`` for every key named in any grid, joined by
 ``__`` (availability first, then algorithm, the other keys in file order, seed last), so the
 names do not change when a list grows; a run writes into ``<output_dir>/runs/<name>/``.
-:func:`load_suite` is the single validator of suite files (STYLE.md rule 5).
+:func:`load_suite` is the single validator of suite files.
 """
 
 from __future__ import annotations
