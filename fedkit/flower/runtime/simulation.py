@@ -60,7 +60,7 @@ def find_project_root() -> Path:
     Raises:
         FlowerRunError: If fedkit is not installed from a source checkout.
     """
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "pyproject.toml").is_file():
         raise FlowerRunError(
             f"no pyproject.toml in {root}: --runtime flower needs fedkit installed from a "
