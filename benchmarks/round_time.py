@@ -1,9 +1,10 @@
 """Seconds per FedAvg round on CIFAR-10: Flower's Simulation Engine, fedkit's sequential
 in-process grid and fedkit's batched in-process grid, measured in one script.
 
-Workload (the FedLaAvg CIFAR-10 setup, shared/reference/algorithms.md §1.5): LeNet-5,
-N = 1000 one-class clients, K = 100 per round, 10 local SGD steps of batch 5. All variants
-execute the same ServerApp and ClientApp on the same machine, one after the other. Per-round
+Workload (the FedLaAvg CIFAR-10 setup of Yan et al., arXiv:2002.07399 v1, as in
+``simulations/fedlaavg_cifar10.toml``): LeNet-5, N = 1000 one-class clients, K = 100 per
+round, 10 local SGD steps of batch 5. All variants execute the same ServerApp and ClientApp
+on the same machine, one after the other. Per-round
 seconds come from each run's results.json; the first round (warm-up and the client-id
 directory query) and the last (central evaluation) are left out, and the median of the rest
 is reported. Each in-process variant runs in a fresh child process so that its peak resident

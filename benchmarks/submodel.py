@@ -21,11 +21,11 @@ wall time on this machine (all clients simulated in one process, so "per round" 
 100 clients' compute in sequence).
 
 The download of a secure round has a floor set by randomized response: a client downloads
-P5 |S| + P6 (|U| - |S|) rows (reference/submodel.md §3), and MovieLens index sets S include
-``negatives_per_positive`` sampled negatives per positive, uniform over all items, which
-enlarge S and make U nearly the whole vocabulary. ``download_model`` (in the result file)
-gives the expected eps2 download against ``negatives_per_positive`` from the data alone,
-using the per-client overhead measured here (protocol messages besides the rows).
+P5 |S| + P6 (|U| - |S|) rows (``fedkit.submodel.expected_perturbed_size``), and MovieLens
+index sets S include ``negatives_per_positive`` sampled negatives per positive, uniform over
+all items, which enlarge S and make U nearly the whole vocabulary. ``download_model`` (in the
+result file) gives the expected eps2 download against ``negatives_per_positive`` from the data
+alone, using the per-client overhead measured here (protocol messages besides the rows).
 
 Usage:
     python benchmarks/submodel.py --probe              # seconds per round of each mode (2 rounds)
@@ -147,7 +147,7 @@ def download_model(values: dict, overhead_bytes: float, row_bytes: float,
 
     From the data alone: for 20 rounds' samples of 100 clients (the benchmark's sampling),
     U = the union of their index sets, and each client's expected |S''| = P5 |S| + P6 (|U| -
-    |S|) (reference §3); download = measured protocol overhead + |S''| x the bytes of a row.
+    |S|); download = measured protocol overhead + |S''| x the bytes of a row.
     """
     from fedkit.algorithms.sampling import sample_uniform
     from fedkit.data.movielens import load_movielens, movielens_federated

@@ -1,10 +1,11 @@
 """Cost of the private set union (PSU) of secure federated submodel learning: Bloom filters
 against index vectors, over synthetic vocabularies of 10^4 to 10^7 items.
 
-Workload (reference/submodel.md §2 Phase 1, §4, §5): n = 100 clients per round, each holding
-100 distinct items drawn uniformly from a vocabulary of V items (the reference caps a history
-at 100 items, a public bound). Two encodings of a client's set, both random-valued ``uint32``
-vectors (fresh values in [1, 2^32) at the set positions, so the sum hides per-item counts):
+Workload (docs/submodel.md, "Private set union"): n = 100 clients per round, each holding
+100 distinct items drawn uniformly from a vocabulary of V items (Niu et al.'s code caps a
+history at 100 items, a public bound). Two encodings of a client's set, both random-valued
+``uint32`` vectors (fresh values in [1, 2^32) at the set positions, so the sum hides per-item
+counts):
 
 * **Bloom filter** (``fedkit.submodel.random_valued_filter``) sized by
   ``bloom_size(min(n * 100, V), 1%)``: the server's public upper bound on the union size;
@@ -141,7 +142,7 @@ def _row(vocab: int, with_secagg: bool) -> dict:
 
 
 def _hashing(num_keys: int = 100_000) -> dict:
-    """Vectorised MurmurHash3 against a per-key mmh3 loop (reference §5.2)."""
+    """Vectorised MurmurHash3 against a per-key mmh3 loop."""
     import mmh3
 
     keys = np.arange(num_keys, dtype=np.uint64)

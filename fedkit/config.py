@@ -3,11 +3,11 @@
 A run is described by a flat mapping of scalar values -- the shape Flower's run config has
 (``[tool.flwr.app.config]``, ``flwr run --run-config``) -- so the same keys mean the same thing
 in a ``simulations/*.toml`` file, on the ``fedkit simulate --set key=value`` command line, in
-the in-process grid and under Flower's engines (DESIGN.md §4: one config key, one meaning).
+the in-process grid and under Flower's engines: one config key, one meaning.
 
-:class:`RunConfig` is the single validator of that mapping (STYLE.md rule 5): unknown keys,
-wrong types and out-of-range values are rejected with an error that names the key, the value
-and what was expected.
+:class:`RunConfig` is the single validator of that mapping: unknown keys, wrong types and
+out-of-range values are rejected with an error that names the key, the value and what was
+expected. See docs/design.md, "Run configuration".
 """
 
 from __future__ import annotations

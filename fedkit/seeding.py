@@ -4,7 +4,8 @@ fedkit has one root seed per run. Every consumer of randomness (client sampling,
 local minibatch order, model initialisation, ...) gets its own stream derived from
 ``(root_seed, purpose, *keys)`` -- typically ``keys = (round, client_id)`` -- so that adding a
 consumer or changing the order of calls never shifts another consumer's numbers, and a run is
-reproducible on the same machine from its seed alone (DESIGN.md §4, STYLE.md rule 4).
+reproducible on the same machine from its seed alone (docs/design.md, "Sampling and
+randomness").
 
 The global ``random`` / ``np.random`` state is never used. Cryptographic randomness does not
 come from here (it comes from ``secrets``/the OS).

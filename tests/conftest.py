@@ -14,8 +14,8 @@ def cifar10_dir() -> Path:
     """The folder holding ``cifar-10-batches-py/`` (fedkit's default data folder:
     ``$FEDKIT_DATA`` or the per-user cache); skip, saying why, if the copy is absent.
 
-    Tests never download: ``make test`` builds an offline copy from ../shared/data/cifar10
-    (``python ../shared/data/cifar10/build.py OUT_ROOT``) into ``$FEDKIT_DATA``.
+    Tests never download: ``make test`` builds an offline copy into ``$FEDKIT_DATA`` (the
+    Makefile's ``test-data`` target, from the data folder ``$(SHARED)`` beside the checkout).
     """
     root = default_data_dir()
     folder = root / "cifar-10-batches-py"

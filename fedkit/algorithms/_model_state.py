@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from flwr.app import ArrayRecord
 
-from fedkit.algorithms._flat import flatten, unflatten
+from fedkit.algorithms.arrays import flatten, unflatten
 
 __all__ = ["ServerModel", "rule_strategy_state", "restore_rule_strategy_state"]
 

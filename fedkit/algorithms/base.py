@@ -10,7 +10,8 @@ A fedkit strategy is one subclass of :class:`FedkitStrategy` that fills in four 
 * :meth:`~FedkitStrategy.state_dict` / :meth:`~FedkitStrategy.load_state_dict` -- checkpoints.
 
 Everything else -- the node-id to client-id directory, message construction, reply validation
-(:mod:`fedkit.algorithms.replies`), metrics -- lives here once (STYLE.md rules 1, 5 and 9).
+(:mod:`fedkit.algorithms.replies`), metrics -- lives here once, so a strategy is one level of
+subclassing that holds only the algorithm's glue, and validation happens once, at the boundary.
 
 Strategies that can work from the sum of the clients' updates alone set
 ``supports_secure_aggregation`` and fill in :meth:`~FedkitStrategy.secure_vector_spec` and

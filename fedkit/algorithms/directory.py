@@ -2,9 +2,10 @@
 
 Flower node ids are random per run and change when a SuperNode reconnects; fedkit keys all
 per-client state (sampling, latest-update tables, counters) by a *stable client id*: the
-partition id in simulation, a configured id in deployment (DESIGN.md §1). The directory learns
-the id of every node it has not seen before with one ``query.client_id`` message, and caches
-it. A node that does not answer with a valid id is left out of this round and asked again later.
+partition id in simulation, a configured id in deployment. The directory learns the id of
+every node it has not seen before with one ``query.client_id`` message, and caches it. A node
+that does not answer with a valid id is left out of this round and asked again later. See
+docs/design.md, "Client identity".
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from fedkit.algorithms._flat import flatten, unflatten
+from fedkit.algorithms.arrays import flatten, unflatten
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import Rejection, TrainReply

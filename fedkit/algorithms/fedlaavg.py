@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from fedkit.algorithms._flat import flatten, float64_like, stack_rows
 from fedkit.algorithms._model_state import ServerModel
+from fedkit.algorithms.arrays import flatten, float64_like, stack_rows
 from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL, FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import Rejection, TrainReply

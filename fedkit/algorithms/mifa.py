@@ -16,12 +16,12 @@ from typing import Any
 
 from flwr.app import ArrayRecord
 
-from fedkit.algorithms._flat import flatten, stack_rows
 from fedkit.algorithms._model_state import (
     ServerModel,
     restore_rule_strategy_state,
     rule_strategy_state,
 )
+from fedkit.algorithms.arrays import flatten, stack_rows
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import Rejection, TrainReply

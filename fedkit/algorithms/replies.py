@@ -1,18 +1,13 @@
 """Validation of train replies: the single boundary between clients and server arithmetic.
 
-A reply is folded into the server state only if it passes every check here; otherwise it
-becomes a :class:`Rejection` whose reason names the client, the field, the bad value and what
-was expected, and the round continues without it (STYLE.md rules 5 and 6). Checks:
-
-* the reply is not an error reply and answers a message of this round, from the node it was
-  sent to, at most once (duplicates after the first are rejected);
-* it holds exactly one ArrayRecord ``arrays`` whose names, shapes and dtypes equal those of
-  the global model, with finite values only (no NaN or Inf);
-* it holds a MetricRecord ``metrics`` with an integer ``num-examples`` > 0.
-
-A reply whose metrics say ``state-lost = 1`` (a client-delta client whose stored state does
-not match the version the server expects) is rejected with ``state_lost=True`` so the
-strategy can schedule its recovery.
+A reply is folded into the server state only if it passes every check here: not an error
+reply; answers a message of this round, from the node it was sent to, once; exactly one
+ArrayRecord ``arrays`` with the global model's names, shapes and dtypes and finite values;
+a MetricRecord ``metrics`` with an integer ``num-examples`` > 0. Otherwise it becomes a
+:class:`Rejection` whose reason names the client, the field, the bad value and what was
+expected, and the round continues without it. A reply with ``state-lost = 1`` (client-delta
+state behind the server's version) is rejected with ``state_lost=True`` so the strategy can
+schedule its recovery. See docs/design.md, "Replies".
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-from fedkit.algorithms._npy import from_flower_array
+from fedkit.algorithms.arrays import from_flower_array
 
 __all__ = [
     "ARRAYS_KEY",

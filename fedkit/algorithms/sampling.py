@@ -39,8 +39,8 @@ def sample_uniform(
         ValueError: If ``num_clients`` < 1 or ``available`` holds duplicates.
 
     Example:
-        >>> sample_uniform(range(10), 3, seed=0, server_round=1) == \
-        ...     sample_uniform(range(9, -1, -1), 3, seed=0, server_round=1)
+        >>> picked = sample_uniform(range(10), 3, seed=0, server_round=1)
+        >>> picked == sample_uniform(range(9, -1, -1), 3, seed=0, server_round=1)
         True
     """
     if num_clients < 1:

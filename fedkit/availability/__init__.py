@@ -1,26 +1,14 @@
 """Availability models: which clients are online in round r.
 
-An availability model is a pure function of ``(parameters, seed, round)`` answering
-``available(r) -> (N,) bool`` (contract in :mod:`fedkit.availability.base`). In simulation it
-wraps the grid (only online clients are visible to the strategy); in deployment a client can
-enforce the same scenario on itself. Scenario files (``simulations/scenarios/*.toml``) name a
-model and its parameters; :func:`scenario_card` reports what availability and selection did.
-
-==================  ==============================================  =========================
-name                model                                           source
-==================  ==============================================  =========================
-always              everyone online                                 --
-bernoulli           independent coins, ``p`` or one per client      --
-class-correlated    ``p_min + (1 - p_min) min_label / (L - 1)``     MIFA (Gu et al. 2021)
-fedau               label-weighted p_n; bernoulli/markov/cyclic     FedAU (Wang & Ji 2024)
-alternating         class groups online in turn (E, alpha E)        FedLaAvg (Yan et al.)
-markov              on/off sessions, geometric lengths              --
-flgo                FLGo's IDL/YMF/MDF/LDF/YFF/HOMO/LN/SLN/YC       FLGo (easyFL)
-trace               replay of interval lists, wrapped               FedScale
-==================  ==============================================  =========================
-
-This package imports numpy and the standard library only (matplotlib lazily for plots); it
-knows nothing of algorithms, Flower or torch.
+A model is a pure function of ``(parameters, seed, round)`` answering
+``available(r) -> (N,) bool`` (:mod:`fedkit.availability.base`). In simulation it wraps the
+grid, so the strategy sees only online clients; in deployment a client can enforce the same
+scenario on itself. Models: ``always``, ``bernoulli``, ``class-correlated`` (MIFA, Gu et al.
+2021), ``fedau`` (Wang & Ji 2024), ``alternating`` (FedLaAvg, Yan et al.), ``markov``,
+``flgo`` (FLGo/easyFL) and ``trace`` (FedScale). Scenario files
+(``simulations/scenarios/*.toml``) name a model and its parameters; :func:`scenario_card`
+reports what availability and selection did. numpy and the standard library only
+(matplotlib lazily). See docs/availability.md.
 """
 
 from fedkit.availability.alternating import AlternatingAvailability

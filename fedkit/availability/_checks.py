@@ -1,7 +1,7 @@
 """Validators shared by the availability models (private).
 
 Every check raises a ``ValueError`` that names the field, the bad value and what was
-expected (STYLE.md rule 6), and returns the value converted to a plain Python type.
+expected, and returns the value converted to a plain Python type.
 """
 
 from __future__ import annotations

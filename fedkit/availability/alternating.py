@@ -1,17 +1,11 @@
 """FedLaAvg's class-correlated diurnal schedule: groups of classes take turns being online.
 
-Classes are split into groups (default ``[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]``) and each group
-has a slot length in rounds (default ``[E, int(alpha * E)] = [10, 5]``). A client belongs to
-the group of its dominant label. The period is ``sum(lengths)``; round 1 starts group 0's slot,
-so group g is online in round r iff ``(r - 1) mod period`` falls in
-``[sum(lengths[:g]), sum(lengths[:g + 1]))``. With the defaults: group 0 in rounds 1-10,
-group 1 in rounds 11-15, group 0 in rounds 16-25, ... Every client is online at least once in
-every ``period`` consecutive rounds (FedLaAvg's assumption with its E = period).
-
-The schedule is deterministic: ``probabilities()`` returns ``None`` (no seed is used).
-
-``int(alpha * E)`` truncates like FedLaAvg's ``diurnal_available`` (``E1 = int(alpha * E)``);
-its round counter starts at 0 with group 0, fedkit's round 1 is that round 0.
+A client belongs to the group of its dominant label; group g is online in round r iff
+``(r - 1) mod sum(lengths)`` falls in ``[sum(lengths[:g]), sum(lengths[:g + 1]))``. Defaults:
+groups ``[[0..4], [5..9]]``, lengths ``[E, int(alpha * E)] = [10, 5]`` (``int`` truncates
+as FedLaAvg's ``diurnal_available``; its round 0 is fedkit's round 1). Every client is online
+at least once in every period, FedLaAvg's assumption with E = period. Deterministic:
+``probabilities()`` is ``None``. See docs/availability.md, "Models".
 
 References:
     Y. Yan, C. Niu et al., "Federated Optimization under Intermittent Client Availability",

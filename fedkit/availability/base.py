@@ -1,22 +1,12 @@
 """The availability interface: what a model may know, and what it answers.
 
-An *availability model* answers "which clients are online in round r" (DESIGN.md §1: it lives
-at the grid boundary). Every model is a frozen dataclass satisfying
-:class:`AvailabilityModel`:
-
-- ``available(r)`` returns an ``(N,)`` bool vector for the 1-based round ``r``. It is a pure
-  function of the model's parameters, its seed and ``r``: asking round 500 before round 3
-  gives the same answers as asking them in order.
-- ``probabilities(r)`` returns the ``(N,)`` marginal probability that each client is online in
-  round ``r`` when the model is defined by one (for rate tests and reports), ``None`` for
-  deterministic schedules and traces.
-- ``describe()`` returns the JSON-serialisable spec (``{"model": name, ...parameters}``, plus
-  ``"seed"`` for random models); without ``"seed"`` it is a valid scenario spec.
-
-Round r of a random model draws from ``fedkit.seeding.numpy_rng(seed, "availability", r)``;
-client i uses the i-th uniform of that stream, so appending clients never changes the
-draws of the existing ones. :class:`ClientInfo` is all a model may condition on: the label
-histogram and size of every client (the partition report).
+Every model is a frozen dataclass satisfying :class:`AvailabilityModel`: ``available(r)``
+(an ``(N,)`` bool vector for the 1-based round r, a pure function of parameters, seed and r),
+``probabilities(r)`` (marginal online probabilities, ``None`` for deterministic schedules)
+and ``describe()`` (the JSON spec). Round r of a random model draws from
+``numpy_rng(seed, "availability", r)``, client i using the i-th uniform, so appending
+clients never changes the others' draws. :class:`ClientInfo` (label histograms and sizes)
+is all a model may condition on. See docs/availability.md, "The contract".
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """The scenario card: what availability and selection actually did in a run.
 
-From the realised ``available`` and ``participated`` matrices (rounds x clients, bool) a card
-reports, JSON-serialisable:
-
-- ``availability_rate`` / ``participation_rate``: per client, the fraction of the R rounds it
-  was online / selected, with ``*_summary`` = mean, min, max over clients;
-- ``online_per_round`` / ``participants_per_round``: mean, min, max client counts per round;
-- ``staleness``: for round r and a client that participated at least once in rounds <= r,
-  ``r - (last round <= r it participated)`` (0 in a round it participates). ``mean`` and
-  ``max`` over all such (round, client) pairs, ``per_client_max`` (``None`` for clients that
-  never participated); ``None`` everywhere if nobody participated;
-- ``class_availability``: an R x L list of lists, entry ``[r][c]`` = fraction of the clients
-  whose dominant label is c that are online in round r+1 (``None`` for a class no client is
-  dominated by), and ``class_availability_mean`` over rounds;
-- ``never_participated``: the number of clients never selected.
-
-:func:`card_summary_table` renders the headline numbers as markdown; :func:`plot_scenario_card`
-draws the participation heat map and the per-class availability (matplotlib, imported lazily).
+From the realised ``available`` and ``participated`` matrices (rounds x clients, bool) a
+card reports, JSON-serialisable, per-client availability and participation rates, counts per
+round, staleness (``r - last round <= r the client participated``), per-class availability
+and the clients never selected. :func:`card_summary_table` renders the headline numbers as
+markdown; :func:`plot_scenario_card` draws the participation heat map and the per-class
+availability (matplotlib, imported lazily). See docs/availability.md, "Scenario card".
 """
 
 from __future__ import annotations

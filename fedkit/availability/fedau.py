@@ -1,35 +1,15 @@
 """FedAU's data-correlated participation with Bernoulli, Markov and cyclic patterns.
 
-Client n's participation probability correlates with its labels through one random per-label
-weight vector ``w ~ Dirichlet(alpha_w * 1_L)``, drawn once from
-``numpy_rng(seed, "availability-weights")``:
-
-    p_n = min(1, max(p_floor, mean_p * L * <label_distribution_n, w>))
-
-(FedAU: ``p_floor = 0.02``, ``mean_p = 0.1``, ``alpha_w = 0.1``; since ``E[w] = 1_L / L`` the
-mean of ``p_n`` is about ``mean_p``. The ``min(1, .)`` clip never binds when
-``mean_p * L <= 1``, which holds for FedAU's values; fedkit adds it so that larger
-``mean_p`` stays a probability.) The pattern decides how ``p_n`` becomes rounds online:
-
-- ``bernoulli``: independent ``Bernoulli(p_n)`` per round; ``probabilities(r) = p``.
-- ``markov`` (FedAU's "Markov-0.05"): a two-state chain per client with
-  ``P(off -> on) = markov_speed`` (0.05) and ``P(on -> off) = markov_speed * (1 / p_n - 1)``,
-  so the stationary online probability is exactly ``p_n``; when ``P(on -> off)`` would exceed
-  1 both are divided by it (``P(on -> off) = 1``, ``P(off -> on) = p_n / (1 - p_n)``), as in
-  FedAU's ``WorkerSampler``. Mean offline session ``1 / markov_speed = 20`` rounds, mean
-  online session ``p_n / (markov_speed (1 - p_n))``. FedAU draws the initial state from
-  ``Bernoulli(p_n)`` and transitions once before round 1; fedkit starts round 1 from the
-  stationary distribution directly, which is the same law. Transitions use
-  ``numpy_rng(seed, "availability", r)`` (:class:`fedkit.availability.markov.TwoStateChain`);
-  ``probabilities(r) = p`` (stationary marginal).
-- ``cyclic`` (FedAU's "cyclic-100"): per period of ``period`` rounds the client is online for
-  ``A_n = max(1, round(period * p_n))`` consecutive rounds and offline for
-  ``I_n = max(1, period - A_n)`` (``round`` is numpy's, half to even, like FedAU's). Phase
-  rule (FedAU's): client n starts offline for ``o_n ~ Uniform{0, ..., I_n - 1}`` rounds, drawn
-  once from ``numpy_rng(seed, "availability-phase")``, so it is online in round r iff
-  ``(r - 1 - o_n) mod (A_n + I_n) < A_n``. Long-run online fraction ``A_n / (A_n + I_n)``
-  (``p_n`` up to rounding). Given the seed this is a deterministic schedule:
-  ``probabilities(r)`` is ``None``; :attr:`FedAUAvailability.participation_probabilities` gives p.
+Client n's probability correlates with its labels through one weight vector
+``w ~ Dirichlet(alpha_w * 1_L)`` drawn once from ``numpy_rng(seed, "availability-weights")``:
+``p_n = min(1, max(p_floor, mean_p * L * <label_distribution_n, w>))`` (mean about
+``mean_p``; the ``min(1, .)`` clip is fedkit's and never binds for FedAU's values). The
+pattern turns ``p_n`` into rounds online: ``bernoulli``; ``markov`` (stationary at ``p_n``,
+mean offline session ``1 / markov_speed``, mean online session
+``p_n / (markov_speed (1 - p_n))``, started from the stationary law); ``cyclic`` (online
+``A_n = max(1, round(period * p_n))`` rounds per period, numpy's half-to-even ``round`` as
+FedAU's, with FedAU's random phase from ``numpy_rng(seed, "availability-phase")``). See
+docs/availability.md, "FedAU patterns".
 
 References:
     S. Wang, M. Ji, "A Lightweight Method for Tackling Unknown Participation Statistics in

@@ -1,31 +1,13 @@
 """FLGo's availability modes: memoryless per-round probabilities from data or time.
 
 ``p_i`` (or ``p_{i,t}``) is the probability that client i is online in round t; FLGo flips an
-independent coin per round (its state machine sets ``prob_unavailable = 1 - prob_available``,
-so there is no on/off persistence), and so does fedkit: ``numpy_rng(seed, "availability", t)``.
-L = number of classes, ``|D_i|`` = client size; default ``beta`` in brackets.
-
-=====  ======================================================================  ========
-mode   probability                                                             beta
-=====  ======================================================================  ========
-IDL    ``1``                                                                   --
-YMF    ``beta * min_label_i / max(1, L - 1) + (1 - beta)``                     0.1
-MDF    ``|D_i|^beta / max_j |D_j|^beta``                                       1e-4
-LDF    ``|D_i|^(-beta) / max_j |D_j|^(-beta)``                                 0.5
-YFF    ``beta * |labels_i| / L + (1 - beta)``                                  0.2
-HOMO   ``1 - beta``                                                            0.2
-LN     ``T_i / max_j T_j``, ``T_i ~ LogNormal(0, -ln(1 - beta - 1e-6))``       0.1
-SLN    ``(0.4 sin(theta[t mod 24]) + 0.5) * q_i``                              0.1
-       theta = linspace(0, 2pi, 24) with its endpoint, ``q_i`` as LN
-YC     ``beta * 1[min_i/(L-1) <= (1 + t mod 24)/24 <= max_i/(L-1)]``           0.5
-       ``+ (1 - beta)``; min_i, max_i: smallest, largest label of client i
-=====  ======================================================================  ========
-
-These are FLGo's code (``flgo/simulator/default_simulator.py``); where its docstrings differ
-(MDF's docstring gives a tanh formula, LDF's ``(1 - beta)^(-|D_i|)``) the code wins. LN and
-SLN draw ``T_i`` once from ``numpy_rng(seed, "availability-lognormal")``, with FLGo's
-``epsilon = 1e-6`` inside the log. ``t`` is fedkit's 1-based round, standing in for FLGo's
-``server.current_round`` (also 1-based).
+independent coin per round (its state machine sets ``prob_unavailable = 1 - prob_available``),
+and so does fedkit, with ``numpy_rng(seed, "availability", t)``. The modes IDL, YMF, MDF,
+LDF, YFF, HOMO, LN, SLN and YC follow FLGo's code (``flgo/simulator/default_simulator.py``);
+where its docstrings differ (MDF's tanh formula, LDF's ``(1 - beta)^(-|D_i|)``) the code
+wins. LN and SLN draw ``T_i`` once from ``numpy_rng(seed, "availability-lognormal")`` with
+FLGo's ``epsilon = 1e-6`` inside the log; ``t`` is fedkit's 1-based round, as FLGo's
+``server.current_round``. Formulas and default betas: docs/availability.md, "FLGo modes".
 
 References:
     Z. Wang, X. Fan, J. Qi, H. Jin, P. Yang, S. Shen, C. Wang, "FLGo: A Fully Customizable

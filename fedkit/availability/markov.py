@@ -1,23 +1,14 @@
 """On/off sessions: a two-state Markov chain per client.
 
-Memoryless models (Bernoulli, FLGo) flip a fresh coin every round; real devices stay online
-(charging, on Wi-Fi) or offline for stretches of rounds. Here client i is a two-state chain
-with ``P(on -> off) = a_i`` and ``P(off -> on) = b_i``, so its sessions are geometric with mean
-on length ``1 / a_i`` and mean off length ``1 / b_i``; its stationary online probability is
-``pi_i = b_i / (a_i + b_i)`` and the lag-1 autocorrelation of its state is ``1 - a_i - b_i``.
-
-The ``markov`` model is parameterised by session lengths: ``a = 1 / mean_on``,
-``b = 1 / mean_off``, ``pi = mean_on / (mean_on + mean_off)``.
-
-Purity. Round 1 starts from the stationary distribution (client i online iff ``u_1[i] < pi_i``);
-round r > 1 moves client i with ``u_r[i]``: an online client stays online iff
-``u_r[i] >= a_i``, an offline one comes online iff ``u_r[i] < b_i``, where ``u_r`` are the
-uniforms of ``numpy_rng(seed, "availability", r)``. A state is therefore a pure function of
-``(seed, r)``; :class:`TwoStateChain` memoises the trajectory (a checkpoint every 256 rounds plus
-the 8 blocks of 256 rounds most recently asked for), so asking round 500 then round 3 gives
-the same answers as asking 3 first, sequential asks cost one step each, and memory stays
-``O((R / 256 + 8 * 256) * N)`` bytes.
-Since the chain starts stationary, ``probabilities(r) = pi`` in every round.
+Client i goes ``on -> off`` with probability ``a_i`` and ``off -> on`` with ``b_i``: geometric
+sessions of mean lengths ``1 / a_i`` and ``1 / b_i``, stationary online probability
+``pi_i = b_i / (a_i + b_i)``, lag-1 autocorrelation ``1 - a_i - b_i``. The ``markov`` model
+sets ``a = 1 / mean_on``, ``b = 1 / mean_off``. Round 1 starts from the stationary law, so
+``probabilities(r) = pi``; round r moves client i with the i-th uniform of
+``numpy_rng(seed, "availability", r)``, so a state is a pure function of ``(seed, r)``.
+:class:`TwoStateChain` memoises the trajectory (a checkpoint every 256 rounds plus the 8
+blocks of 256 rounds last asked for: ``O((R / 256 + 8 * 256) * N)`` bytes). See
+docs/availability.md, "The contract".
 """
 
 from __future__ import annotations

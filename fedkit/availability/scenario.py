@@ -1,17 +1,10 @@
 """Scenario files and the model registry: one TOML file names a model and its parameters.
 
-A scenario file ``simulations/scenarios/<name>.toml`` holds flat keys: ``model`` plus that
-model's parameters, e.g.::
-
-    model = "alternating"
-    period_e = 10
-    alpha = 0.5
-
-:func:`load_scenario` reads one (a bare name is looked up in the scenario folder of the fedkit
-checkout) and :func:`build_availability` turns the resulting mapping into a model for the
-run's clients and seed. The scenario key ``path`` (model ``trace``) is relative to the
-scenario file; :func:`load_scenario` returns it as an absolute path. Model names use hyphens
-(``class-correlated``); underscores are accepted as well.
+:func:`load_scenario` reads ``simulations/scenarios/<name>.toml`` (flat keys: ``model`` plus
+its parameters; a bare name is looked up in the checkout's scenario folder, a trace ``path``
+is returned absolute) and :func:`build_availability` turns the mapping into a model for the
+run's clients and seed. Model names use hyphens; underscores are accepted. See
+docs/availability.md, "Scenario files".
 """
 
 from __future__ import annotations

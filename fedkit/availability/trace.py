@@ -1,28 +1,10 @@
 """Replay of an availability trace (FedScale's interval convention, in rounds).
 
-Trace file format (JSON)::
-
-    {
-      "finish_time": 48,
-      "clients": {
-        "0": [[0, 8], [20, 30]],
-        "1": [[5, 17]],
-        "3": []
-      }
-    }
-
-- ``finish_time`` (integer >= 1): the trace's length in rounds; the trace repeats after it.
-- ``clients``: trace client id (a decimal string) -> list of half-open intervals
-  ``[start, end)`` of online rounds, integers with ``0 <= start < end <= finish_time``.
-  Overlapping intervals are merged (their union is online).
-- Round r (1-based) is trace time ``t = (r - 1) mod finish_time``: a client is online in round
-  r iff some interval has ``start <= t < end``. So round 1 is time 0, and the trace wraps
-  modulo ``finish_time`` as FedScale's ``ClientMetadata.is_active`` does.
-- The trace covers ``M = 1 + (largest id in the file)`` trace clients; fedkit client i replays
-  trace client ``i mod M`` (so N > M clients reuse the trace cyclically). Trace ids below M
-  that are absent from the file, or have no intervals, are never online.
-
-A trace is deterministic: ``probabilities()`` is ``None``, the seed is unused.
+A JSON trace gives ``finish_time`` and, per trace client id, half-open ``[start, end)``
+intervals of online rounds. Round r is trace time ``t = (r - 1) mod finish_time``, so the
+trace wraps as FedScale's ``ClientMetadata.is_active`` does; fedkit client i replays trace
+client ``i mod M`` (M = 1 + largest id). Deterministic: ``probabilities()`` is ``None`` and
+the seed is unused. See docs/availability.md, "Trace format".
 
 References:
     F. Lai, Y. Dai, S. Singapuram, J. Liu, X. Zhu, H. Madhyastha, M. Chowdhury, "FedScale:

@@ -1,6 +1,6 @@
 """The results file of a run: ``results.json``.
 
-Every run writes one JSON document (DESIGN.md §4: results are files) with:
+Every run writes one JSON document (results are files: nothing is only printed) with:
 
 * ``config``: the full validated run config (seed included) and ``runtime``;
 * ``environment``: package versions, Python, platform, CPU count;

@@ -1,19 +1,12 @@
 """Running a suite: every run once, resumable, several at once when cores allow.
 
-For each run of a :class:`~fedkit.bench.suite.Suite` the runner decides from the files in its
-folder what is left to do:
-
-- ``finished``: its ``results.json`` holds at least the configured rounds -- skipped, never
-  redone (its files are not touched);
-- ``resume``: a checkpoint is there (an interrupted run, or a finished shorter run that
-  ``--set rounds=N`` now extends) -- the run continues from it (``resume = true``);
-- ``new``: nothing yet -- the run starts from round 1.
-
-A run folder that was started with a different config (any key but the run length, the
-checkpoint period, paths and display keys) is an error, never silently mixed. Runs execute on
-fedkit's in-process grid, in this process (``jobs = 1``) or in ``jobs`` spawned worker
-processes, with torch's threads split evenly between them. The summary and plots are
-written at the end by :func:`fedkit.bench.report.write_report`.
+For each run the runner decides from its folder what is left: ``finished`` (``results.json``
+holds the configured rounds: skipped, untouched), ``resume`` (a checkpoint: continue from it)
+or ``new``. A folder started with a different config (any key but the run length, checkpoint
+period, paths and display keys) is an error, never silently mixed. Runs execute on fedkit's
+in-process grid, in this process (``jobs = 1``) or in ``jobs`` spawned workers with torch's
+threads split between them; :func:`fedkit.bench.report.write_report` writes the summary and
+plots at the end. See docs/benchmarks.md, "Resuming".
 """
 
 from __future__ import annotations

@@ -1,33 +1,13 @@
 """Benchmark suites: a grid of runs described by one TOML file (``fedkit bench``).
 
-A suite file holds a base run config and a grid of swept keys::
-
-    [suite]                       # optional; every key has a default
-    name = "availability_zoo"     # default: the file's stem
-    description = "..."           # shown under the title of summary.md
-    output_dir = "runs/zoo"       # default: runs/<name>; relative to the working directory
-    checkpoint_every = 50         # every run checkpoints (runs whose config sets 0 get this)
-    accuracy_targets = [0.5, 0.55]  # rounds_to_<target> columns of the summary
-    jobs = 1                      # runs at once (``--jobs`` overrides)
-
-    base = "demo.toml"            # an experiment file, relative to the suite file, or:
-    [base]                        # run-config keys (``include = "file.toml"`` loads a file first)
-    rounds = 200
-
-    [grid]                        # RunConfig keys mapped to lists (a scalar is a one-value list)
-    availability = ["always", "alternating"]
-    algorithm = ["fedavg", "fedlaavg"]
-    seed = [0, 1, 2]
-
-    [[group]]                     # optional: each group is a grid merged over [grid];
-    algorithm = ["mifa"]          # the suite is the union of the groups' products
-    availability = ["alternating"]
-
-Every run is the base config, updated with one combination of grid values, then with the
-``--set`` overrides. Its name is ``key=value`` for every key named in any grid, joined by
-``__`` (availability first, then algorithm, the other keys in file order, seed last), so the
-names do not change when a list grows; a run writes into ``<output_dir>/runs/<name>/``.
-:func:`load_suite` is the single validator of suite files (STYLE.md rule 5).
+A suite file holds an optional ``[suite]`` table (name, output folder, checkpoint period,
+accuracy targets, jobs), a base run config (``base = "file.toml"`` or a ``[base]`` table) and
+a ``[grid]`` of run-config keys mapped to lists, optionally split into ``[[group]]`` grids
+whose products are united. Every run is the base config updated with one combination of
+grid values, then with the ``--set`` overrides; its name is ``key=value`` for every key named
+in any grid, joined by ``__`` (availability, algorithm, the other keys in file order, seed
+last), so names do not change when a list grows. :func:`load_suite` is the single validator
+of suite files. See docs/benchmarks.md, "Suite files".
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """A suite's summary: ``summary.csv`` (one row per run) and ``summary.md`` (mean ± std).
 
 Every number comes from the runs' ``results.json`` files (:func:`~fedkit.bench.results.
-summarize` over the per-round records, and the scenario card):
-
-- ``final_acc``, ``max_acc`` (and ``max_acc_round``), ``mean_last10_acc``: test accuracy as a
-  fraction at the last evaluation, the best evaluation, and the mean of the last 10% of the
-  evaluations;
-- ``rounds_to_<t>``: the first evaluated round whose test accuracy is >= t (empty if none);
-- ``participation_mean``, ``availability_mean``: per-client fraction of rounds selected /
-  online, averaged over clients; ``participants_per_round``, ``online_per_round``: mean
-  counts; ``staleness_mean``, ``staleness_max``: rounds since a client's last participation
-  (:mod:`fedkit.availability.card`); ``never_participated``: clients never selected;
-- ``wall_s``: the sum of the rounds' seconds (training, aggregation and evaluation; not the
-  process start-up or the plots);
-- ``rounds`` (run) and ``rounds_configured``.
-
-``summary.md`` groups the rows by scenario x algorithm (and any other swept key but the
-seed) and shows mean ± sample standard deviation over the seeds.
+summarize` over the per-round records, and the scenario card): accuracies, rounds to each
+target, participation, availability, staleness and wall time per run. ``summary.md`` groups
+the rows by scenario x algorithm (and any other swept key but the seed) and shows mean ±
+sample standard deviation over the seeds. Columns: docs/benchmarks.md, "Outputs".
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 The loader reads ``<data_dir>/cifar-10-batches-py/`` -- the pickles ``data_batch_1`` ..
 ``data_batch_5`` and ``test_batch``, each a dict with ``data`` (``uint8`` ``N x 3072``, channel
 planes R, G, B of 32 x 32 pixels, row-major) and ``labels`` (``N`` ints in ``0..9``) -- into
-``uint8`` images ``[N, 3, 32, 32]`` and ``int64`` labels (DESIGN.md §4). The md5 sums of the
-files are not checked, so the offline JPEG-derived copy built by
-``../shared/data/cifar10/build.py`` loads the same way as the original.
+``uint8`` images ``[N, 3, 32, 32]`` and ``int64`` labels (augmentation and normalisation are
+batched tensor ops later). The md5 sums of the files are not checked, so the offline
+JPEG-derived copy that ``make test-data`` builds loads the same way as the original.
 
 Where the data lives: ``data_dir`` if given, else ``$FEDKIT_DATA``, else
 ``$XDG_CACHE_HOME/fedkit`` (or ``~/.cache/fedkit``). When the folder is missing and

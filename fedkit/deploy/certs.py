@@ -1,22 +1,12 @@
 """Development certificates and SuperNode keys for a Flower deployment (``fedkit deploy certs``).
 
-Flower 1.42 needs two kinds of key material:
-
-* **TLS.** The SuperLink serves its HTTP APIs (Fleet, Control, Runtime) over TLS with
-  ``--ssl-certfile server.pem --ssl-keyfile server.key --ssl-ca-certfile ca.pem``; SuperNodes
-  (``--root-certificates ca.pem``) and the ``flwr`` CLI (``root-certificates`` in the
-  connection) check the server certificate against the CA. The server certificate must name
-  every host or IP address that clients dial in its subjectAltName.
-* **SuperNode authentication** (optional, needs TLS). The SuperLink runs with
-  ``--enable-supernode-auth`` and accepts only SuperNodes whose public key was registered with
-  ``flwr supernode register <public key> <connection>`` (stored in the SuperLink's database).
-  Each SuperNode signs its requests with ``--auth-supernode-private-key``: an elliptic-curve
-  key on a NIST curve (P-384 here), private key in OpenSSH format, public key as an OpenSSH
-  ``ecdsa-sha2-nistp384`` line (what Flower's ``load_ssh_private_key`` /
-  ``load_ssh_public_key`` read).
-
-The CA made here is for development and tests: it lives in plain files, and private keys are
-written with mode 0600 and never echoed. For real devices use your organisation's CA.
+Flower 1.42 needs TLS material for the SuperLink (``--ssl-certfile/--ssl-keyfile/
+--ssl-ca-certfile``; the server certificate must name every host or IP address clients dial
+in its subjectAltName) and, for SuperNode authentication, one EC key pair per SuperNode
+(P-384 here; private key in OpenSSH format, public key an ``ecdsa-sha2-nistp384`` line, as
+Flower's ``load_ssh_private_key`` / ``load_ssh_public_key`` read), registered with
+``flwr supernode register``. The CA made here is for development and tests: plain files,
+private keys with mode 0600 and never echoed. See docs/deployment.md §2.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The ``flwr`` CLI reaches a SuperLink through a named connection in
 ``$FLWR_HOME/config.toml`` (default ``~/.flwr``): a ``[superlink.<name>]`` table with
-``address`` and either ``insecure = true`` or ``root-certificates = "<ca.pem>"``
-(shared/reference/flower.md §6). :func:`write_connection` adds or replaces one such table
-and keeps everything else in the file.
+``address`` and either ``insecure = true`` or ``root-certificates = "<ca.pem>"`` (Flower
+1.42's ``flwr`` CLI; docs/deployment.md §5). :func:`write_connection` adds or replaces one
+such table and keeps everything else in the file.
 
 :func:`run_on_superlink` writes the full run config to a TOML file, runs
 ``flwr run <fedkit checkout> <connection> --run-config <file> --stream``, takes the run id

@@ -1,4 +1,4 @@
-"""Argument checks shared by the model constructors (validation at the boundary, STYLE rule 5)."""
+"""Argument checks shared by the model constructors: validation once, at the boundary."""
 
 from __future__ import annotations
 

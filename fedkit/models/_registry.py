@@ -3,7 +3,8 @@
 ``build_model`` is the one place where a config's ``model = "..."`` key becomes a torch
 module. Initialisation draws from torch's CPU generator inside ``torch.random.fork_rng``, seeded
 with ``derive_seed(seed, "model-init")``; the global RNG state is restored afterwards, so
-building a model never shifts any other consumer's random numbers (DESIGN.md §4).
+building a model never shifts any other consumer's random numbers (docs/design.md, "Sampling
+and randomness").
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def build_model(
         'LeNet5'
 
     References:
-        DESIGN.md §4 ("Randomness is explicit"); ``torch.random.fork_rng``.
+        ``torch.random.fork_rng``; :func:`fedkit.seeding.derive_seed`.
     """
     builder = _BUILDERS.get(name) if isinstance(name, str) else None
     if builder is None:

@@ -47,7 +47,7 @@ class LeNet5(nn.Module):
         Yan, Niu, Ding, Zheng, Wu, Chen, Tang, Wu. "Distributed Non-Convex Optimization with
         Sublinear Speedup under Intermittent Client Availability" (FedLaAvg),
         arXiv:2002.07399 v1, CIFAR-10 experiments; code ``mikudehuane/FedLaAvg``,
-        ``train/model.py::Net``; shared/reference/algorithms.md, Sec. 1.5.
+        ``train/model.py::Net`` (the CPCFF network of the v1 CIFAR-10 experiments).
         LeCun, Bottou, Bengio, Haffner. "Gradient-based learning applied to document
         recognition", Proc. IEEE 86(11), 1998.
     """

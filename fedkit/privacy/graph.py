@@ -1,20 +1,13 @@
 """The SecAgg+ communication graph: a randomly labelled Harary (circulant) graph.
 
-Each client shares its secrets with, and masks against, only its ``k`` graph neighbours
-instead of all other clients, which brings per-client cost from O(n) to O(k) with
-``k = O(log n)`` (Bell et al. 2020). ``k >= n - 1`` gives the complete graph, i.e.
-Bonawitz et al.'s full SecAgg.
-
-Construction: the roster ids are ordered by ``SHA-256(seed | id)`` (a pseudorandom labelling)
-and placed on a ring; each client is linked to the ``ceil(k / 2)`` clients on either side.
-The degree is therefore ``k`` rounded up to the next even number (capped at ``n - 1``).
-
-The seed is :func:`graph_seed`: a hash of every advertised key pair's :func:`key_digest`,
-computed only after all keys are published, so a semi-honest server cannot choose the graph;
-each client recomputes the graph itself from the broadcast. A client needs the full public
-keys of its neighbours only: the server may send it the 16-byte digests of everyone else's
-keys (O(k) keys + O(n) digests instead of O(n) keys), and since the seed binds every digest,
-substituting a key a client does receive means finding a second preimage of its digest.
+Each client shares secrets with, and masks against, only its ``k`` graph neighbours, so its
+cost is O(k) with ``k = O(log n)`` instead of O(n); ``k >= n - 1`` is Bonawitz et al.'s full
+SecAgg. Roster ids are ordered by ``SHA-256(seed | id)`` on a ring and each is linked to the
+``ceil(k / 2)`` clients on either side (degree ``k`` rounded up to even, at most ``n - 1``).
+The seed (:func:`graph_seed`) hashes every advertised key pair's :func:`key_digest`, after all
+keys are published, so a semi-honest server cannot choose the graph, and a client that gets
+full keys of its neighbours only and digests of the rest can still recompute it. See
+docs/secagg.md, "Graph (SecAgg+)".
 
 References:
     Bell, Bonawitz, Gascon, Lepoint, Raykova, "Secure Single-Server Aggregation with

@@ -1,21 +1,14 @@
 """Fixed-point encoding of real vectors into the ring Z_{2^bits} for secure aggregation.
 
-Order on the client (STYLE.md rule 9): clip to ``[-clip, clip]`` -> scale by ``scale`` ->
-stochastic rounding ``floor(y + U[0, 1))`` (unbiased) -> reduce mod 2^bits (``uint32`` or
-``uint64``; numpy's wrap-around arithmetic is the ring). On the server, the ring sum is read
-as a signed integer (two's-complement centring: ``int32``/``int64`` view) and divided by
-``scale``.
-
-The decoded sum is exact only if it cannot wrap: every client's element lies in
-``[-ceil(clip*scale), ceil(clip*scale)]``, so :func:`check_headroom` requires
-``num_clients * ceil(clip * scale) <= 2^(bits-1) - 1`` and refuses otherwise.
-
-Stochastic rounding needs randomness that is not secret; it comes from an explicit
-``np.random.Generator`` argument (never the global numpy state).
+Client: clip to ``[-clip, clip]`` -> scale by ``scale`` -> stochastic rounding
+``floor(y + U[0, 1))`` (unbiased, from an explicit ``np.random.Generator``) -> reduce mod
+2^bits. Server: read the ring sum as two's-complement ``int32``/``int64`` and divide by
+``scale``. The sum is exact only if it cannot wrap, so :func:`check_headroom` requires
+``num_clients * ceil(clip * scale) <= 2^(bits-1) - 1``. See docs/secagg.md, "Encoding".
 
 References:
     Bonawitz et al., CCS 2017, §3 (inputs in Z_R); Gupta et al., "Deep Learning with Limited
-    Numerical Precision", ICML 2015 (stochastic rounding); reference/secagg.md §1.1.
+    Numerical Precision", ICML 2015 (stochastic rounding).
 """
 
 from __future__ import annotations
@@ -119,7 +112,7 @@ def quantize(
         ValueError: If ``x`` contains NaN or infinity.
 
     References:
-        Bonawitz et al., CCS 2017, §3; reference/secagg.md §1.1.
+        Bonawitz et al., CCS 2017, §3; Gupta et al., ICML 2015 (stochastic rounding).
     """
     dtype = ring_dtype(bits)
     values = np.asarray(x, dtype=np.float64)

@@ -1,19 +1,12 @@
-"""Secure federated submodel learning: the pure-numpy building blocks.
+"""Secure federated submodel learning: the pure-numpy building blocks (no Flower, no torch).
 
-* :mod:`~fedkit.submodel.murmur` -- MurmurHash3_x86_32 of 8-byte keys, vectorised;
-* :mod:`~fedkit.submodel.bloom` -- Bloom-filter sizing, double hashing, random-valued
-  filters and index vectors for the private set union, and its decoding;
-* :mod:`~fedkit.submodel.rr` -- double randomized response over the union (permanent
-  answer memoised per client, instantaneous answer per round);
-* :mod:`~fedkit.submodel.ledger` -- per-round and long-term epsilon, presets, and a
-  per-client privacy ledger;
-* :mod:`~fedkit.submodel.negatives` -- the server's union frequencies and the loss weights
-  that correct the sampling bias of negatives drawn among the downloaded rows.
-
-Order within a round (reference/submodel.md §2): client encodes its real set
-(``random_valued_filter``) -> secure sum mod 2^32 -> server ``decode_union`` -> clients
-``perturb`` over the union -> download S'' -> train on ``succinct_set``. No Flower or torch
-here; the protocol and the Flower workflow build on these functions (``docs/submodel.md``).
+Order within a round, as in Niu et al., MobiCom 2020 (arXiv:1911.02254) and the authors' code
+(``secure/SFSL/``): client ``random_valued_filter`` -> secure sum mod 2^32 -> server
+``decode_union`` = U -> client ``perturb`` over U = S'' -> download the rows of S'' -> train on
+``succinct_set``. Modules: :mod:`~fedkit.submodel.murmur` (hashing), :mod:`~fedkit.submodel.bloom`
+(union encodings), :mod:`~fedkit.submodel.rr` (double randomized response),
+:mod:`~fedkit.submodel.ledger` (epsilons), :mod:`~fedkit.submodel.negatives` (negative
+weights), :mod:`~fedkit.submodel.aggregate` (plaintext rules). See docs/submodel.md.
 """
 
 from __future__ import annotations

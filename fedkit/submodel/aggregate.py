@@ -1,15 +1,13 @@
 """Plaintext aggregation rules of the submodel task: the baselines and the reference.
 
-* :func:`row_sums` scatters per-client row updates into per-row sums of the count-weighted
-  updates and of the 0/1 counts -- in clear what submodel-aware secure aggregation computes
-  under masks (:mod:`fedkit.privacy.submodel`); :func:`fedkit.privacy.submodel.
-  row_average` then averages each row over the clients that truly used it (reference/
-  submodel.md §2 Phase 5, ``size_agg_flag = 1``).
-* :func:`weighted_sum` gives ``(sum_u n_u x_u, sum_u n_u)``: the dense part by data size, and
-  full-model FedAvg (every parameter, rows included, averaged by data size: the conventional
-  FL baseline, McMahan et al., AISTATS 2017).
-
-Pure numpy, inputs never modified.
+:func:`row_sums` is in clear what submodel-aware secure aggregation computes under masks
+(:mod:`fedkit.privacy.submodel`): per-row sums of count-weighted updates and of the 0/1
+counts, which :func:`fedkit.privacy.submodel.row_average` turns into a mean over the clients
+that truly used each row (Niu et al., MobiCom 2020; the authors' code,
+``ps_plain_functions.average_submodel_updates_and_apply_global_update`` with
+``size_agg_flag = 1``). :func:`weighted_sum` is the data-size weighting of the dense part and
+of full-model FedAvg (McMahan et al., AISTATS 2017, Algorithm 1). Inputs are never modified.
+See docs/submodel.md.
 """
 
 from __future__ import annotations

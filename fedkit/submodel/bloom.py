@@ -1,33 +1,24 @@
-"""Bloom filters for the private set union (PSU) of clients' index sets.
+"""Bloom filters and index vectors for the private set union (PSU) of clients' index sets.
 
-Phase 1 of secure federated submodel learning: each client encodes its real index set S_i
-as a vector, the vectors are summed under secure aggregation, and the server reads the
-union U = S_1 ∪ ... ∪ S_n off the sum (reference/submodel.md §2 Phase 1, §5).
+Each client encodes its real set S_i; the encodings are summed under secure aggregation and
+the server reads the union U off the sum (Niu et al., MobiCom 2020, arXiv:1911.02254).
 
-* **Sizing** (§5.1): for N elements and a target false-positive rate p,
-  ``m = ceil(-N ln p / (ln 2)^2)`` bits and ``k = max(1, round((m / N) ln 2))`` hashes;
-  then FPR ≈ ``(1 - e^{-kN/m})^k`` (:func:`expected_fpr`). N is the size of the **union**,
-  not of one client's set: the sum of the clients' filters is the filter of the union.
-* **Positions** (§5.2): ``h1, h2 = murmur3_32(id, seed=0), murmur3_32(id, seed=1) | 1``
-  (h2 forced odd) and ``g_i = (h1 + i * h2) mod m`` for ``i = 0..k-1`` (Kirsch-Mitzenmacher
-  double hashing), computed exactly in 64-bit integers (no 32-bit wrap before ``mod m``).
-* **Random-valued filters** (§2 Phase 1, §5.3): a client's set positions hold fresh uniform
-  values in ``[1, 2^32)``, all others 0. Summed mod 2^32, a position is non-zero iff some
-  client set it, except with probability about 2^-32 per position shared by two or more
-  clients (their values cancel). The sum thus reveals the union, not how many clients set a
-  bit, unlike 0/1 filters, whose sum is a per-bit count.
-* **Decoding** (§5.3): the server tests an enumerable candidate set (e.g. every embedding
-  row id): a candidate is in the decoded union iff all its k positions are non-zero.
-  Decoding never misses a real element; false positives only enlarge U (bandwidth, not
-  correctness).
-* **Index vectors** (§2 Phase 1, as in the released code): for small vocabularies the
-  vector is indexed by id directly (one "hash" = identity, no false positives) at the cost
-  of ``vocab_size`` ring elements per client.
+* Sizing: ``m = ceil(-N ln p / (ln 2)^2)``, ``k = max(1, round((m / N) ln 2))``, FPR about
+  ``(1 - e^{-kN/m})^k`` (Broder & Mitzenmacher 2004), with N the size of the **union**.
+* Positions: ``g_i = (h1 + i * h2) mod m``, ``h1, h2 = murmur3_32(id, 0), murmur3_32(id, 1) | 1``
+  (Kirsch & Mitzenmacher 2006), exact in 64-bit integers.
+* Random-valued filters (the authors' code puts a random value at each set position): the
+  sum mod 2^32 reveals the union but not how many clients set a position. Decoding never
+  misses a real element; false positives only enlarge U.
+
+See docs/submodel.md, "Private set union".
 
 References:
     B. H. Bloom, "Space/time trade-offs in hash coding with allowable errors", CACM 1970.
+    A. Broder, M. Mitzenmacher, "Network applications of Bloom filters: a survey", Internet
+    Mathematics 1(4), 2004 (false-positive rate, optimal k).
     A. Kirsch, M. Mitzenmacher, "Less hashing, same performance: building a better Bloom
-    filter", ESA 2006.
+    filter", ESA 2006 (double hashing).
     C. Niu et al., "Secure Federated Submodel Learning", arXiv 1911.02254 (PSU by
     randomised Bloom filters and secure aggregation).
 """
@@ -67,7 +58,7 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
 def bloom_size(num_elements: int, fpr: float) -> tuple[int, int]:
     """Filter length m and hash count k for ``num_elements`` at false-positive rate ``fpr``.
 
-    Rule (reference/submodel.md §5.1): ``m = ceil(-N ln p / (ln 2)^2)``,
+    Rule (Broder & Mitzenmacher 2004): ``m = ceil(-N ln p / (ln 2)^2)``,
     ``k = max(1, round((m / N) ln 2))``; the optimum k gives FPR = 2^-k.
 
     Args:
@@ -94,7 +85,7 @@ def bloom_size(num_elements: int, fpr: float) -> tuple[int, int]:
 
 
 def expected_fpr(num_bits: int, num_hashes: int, num_elements: int) -> float:
-    """Approximate false-positive rate ``(1 - e^{-kn/m})^k`` (reference/submodel.md §5.1).
+    """Approximate false-positive rate ``(1 - e^{-kn/m})^k`` (Broder & Mitzenmacher 2004).
 
     Example:
         >>> round(expected_fpr(95851, 7, 10_000), 5)
@@ -107,7 +98,7 @@ def expected_fpr(num_bits: int, num_hashes: int, num_elements: int) -> float:
 
 
 def bloom_positions(ids: object, num_bits: int, num_hashes: int) -> np.ndarray:
-    """The k positions of each id: ``g_i = (h1 + i * h2) mod m`` (reference §5.2).
+    """The k positions of each id: ``g_i = (h1 + i * h2) mod m`` (Kirsch & Mitzenmacher 2006).
 
     Args:
         ids: Integer ids in ``[0, 2^64)``, hashed as 8-byte little-endian keys.
@@ -157,7 +148,7 @@ def _double_hashes(keys: np.ndarray, num_bits: int) -> tuple[np.ndarray, np.ndar
 
 
 def bloom_filter(ids: object, num_bits: int, num_hashes: int) -> np.ndarray:
-    """The 0/1 Bloom filter (``uint8``, length m) of a set of ids (reference §5.1-5.2).
+    """The 0/1 Bloom filter (``uint8``, length m) of a set of ids.
 
     Example:
         >>> int(bloom_filter([1, 2, 3], 64, 2).sum()) <= 6
@@ -218,7 +209,7 @@ def contains(bloom: object, ids: object, num_hashes: int) -> np.ndarray:
 def decode_union(summed_filter: object, candidates: object, num_hashes: int) -> np.ndarray:
     """The candidates whose k positions are all non-zero in a summed filter.
 
-    This is the server's decoding after the secure sum (reference §2 Phase 1, §5.3): the
+    This is the server's decoding after the secure sum: the
     exact union of the clients' sets among ``candidates``, plus false positives at rate
     about ``expected_fpr(m, k, |union|)``, minus positions that cancelled mod 2^32
     (probability about 2^-32 each).
@@ -256,9 +247,9 @@ def random_valued_filter(
     Each distinct position gets one value (an id's positions shared with another id are
     not drawn twice). Summing such filters mod 2^32 (uint32 wrap-around, the SecAgg ring)
     yields a vector that is non-zero exactly on the union's positions, up to a cancellation
-    probability of about 2^-32 per shared position, and hides per-bit counts
-    (reference §2 Phase 1, §5.3). The values must come from a cryptographically strong
-    generator in deployment; ``rng`` is the deterministic seam (STYLE rule 12).
+    probability of about 2^-32 per shared position, and hides per-bit counts.
+    The values must come from a cryptographically strong generator in deployment; ``rng``
+    is the deterministic seam for tests.
 
     Args:
         ids: The client's real index set.
@@ -279,8 +270,8 @@ def index_vector(
     ids: object, vocab_size: int, rng: np.random.Generator | None = None, *,
     random_valued: bool = True,
 ) -> np.ndarray:
-    """Direct-indexed PSU vector (``uint32``, length ``vocab_size``): the released code's
-    encoding (reference §2 Phase 1), exact (no false positives) but O(vocab_size) to upload.
+    """Direct-indexed PSU vector (``uint32``, length ``vocab_size``): the encoding of Niu et
+    al.'s released code, exact (no false positives) but O(vocab_size) to upload.
 
     Args:
         ids: The client's real index set, each in ``[0, vocab_size)``.

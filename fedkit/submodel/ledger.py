@@ -1,34 +1,18 @@
 """Privacy of a client's index set under double randomized response: epsilons, presets, ledger.
 
-Guarantee (reference/submodel.md §3; the paper's theorem is not available): **per-index
-local differential privacy relative to the union U**. For one item j in U the client's
-reports are a randomized function of the single bit "j in S"; neighbouring inputs differ
-in that bit (add/remove one index). Items get independent coins, so sets differing in d
-items are ``d * epsilon`` apart (group privacy). U itself is revealed by the private set
-union, and items outside U are never reported.
-
-* One round: ``P5 = p1 (p3 - p4) + p4``, ``P6 = p2 (p3 - p4) + p4``,
-  ``eps_round = ln max{P5/P6, (1 - P6)/(1 - P5)}`` (:func:`epsilon_round`).
-* Long term: every report is post-processing of the memoised permanent answer, so over any
-  number of rounds ``eps_inf = ln max{p1/p2, (1 - p2)/(1 - p1)}`` (:func:`epsilon_long_term`).
-* After T rounds: the exact loss of the joint T reports given the memo
-  (:func:`epsilon_after`); no composition theorem is assumed. It equals eps_round at
-  T = 1, never decreases with T, and tends to eps_inf. Without the memo (fresh permanent
-  answers every round) the rounds would be independent and compose to ``T * eps_round``.
-
-Ratios follow the usual conventions: ``x/0 = inf`` for x > 0 and ``0/0 = 1`` (an answer
-impossible under both inputs reveals nothing); both directions of each ratio are taken, so
-the formulas also hold when P5 < P6.
-
-Presets (:data:`PRESETS`): the released code's ``cpp1``..``cpp5`` (reference §3 table), and
-presets named by their **per-round** epsilon: ``eps1`` and ``eps2.7`` from
-:func:`params_for_round_epsilon`, ``eps2`` = ``cpp2`` (eps_round 2.019, the released
-default). Note that ``cpp4``, ``cpp3``, ``cpp2`` have **long-term** epsilons 1.099, 1.946,
-2.708, which match "about 1, 2 and 2.7" just as well.
+Guarantee: **per-index local differential privacy relative to the union U** (the standard
+binary randomized-response bound; Niu et al.'s own theorem could not be consulted). One round:
+``eps_round = ln max{P5/P6, (1 - P6)/(1 - P5)}``; any number of rounds, since every report
+post-processes the memoised permanent answer: ``eps_inf = ln max{p1/p2, (1 - p2)/(1 - p1)}``
+(Erlingsson et al., CCS 2014, §3); after T rounds the exact loss (:func:`epsilon_after`), no
+composition theorem assumed. Ratios take ``x/0 = inf`` and ``0/0 = 1``, in both directions.
+Presets: the authors' code's ``cpp1``..``cpp5`` and ``eps1``/``eps2``/``eps2.7`` named by their
+per-round epsilon. See docs/submodel.md, "Privacy ledger".
 
 References:
     Ú. Erlingsson, V. Pihur, A. Korolova, "RAPPOR", CCS 2014 (permanent + instantaneous RR).
-    C. Niu et al., "Secure Federated Submodel Learning", arXiv 1911.02254.
+    C. Niu et al., "Secure Federated Submodel Learning", arXiv 1911.02254 (the ``cpp``
+    presets of the authors' ``secure/SFSL/train_client.py``).
 """
 
 from __future__ import annotations
@@ -66,7 +50,8 @@ def _log_ratio(a: float, b: float) -> float:
 def rr_epsilon(p_in: float, p_out: float) -> float:
     """Epsilon of binary randomized response: ``ln max{p_in/p_out, (1-p_out)/(1-p_in)}``.
 
-    Taken in both directions, with ``x/0 = inf`` and ``0/0 = 1`` (reference §3).
+    Taken in both directions, with ``x/0 = inf`` and ``0/0 = 1`` (an answer impossible under
+    both inputs reveals nothing).
 
     Example:
         >>> round(rr_epsilon(15 / 16, 1 / 16), 3), rr_epsilon(1.0, 0.0), rr_epsilon(0.5, 0.5)
@@ -76,7 +61,7 @@ def rr_epsilon(p_in: float, p_out: float) -> float:
 
 
 def epsilon_round(params: DoubleRRParams) -> float:
-    """One round: ``ln max{P5/P6, (1 - P6)/(1 - P5)}`` (reference §3).
+    """One round: ``ln max{P5/P6, (1 - P6)/(1 - P5)}``.
 
     Example:
         >>> round(epsilon_round(PRESETS["cpp2"]), 3)
@@ -86,7 +71,7 @@ def epsilon_round(params: DoubleRRParams) -> float:
 
 
 def epsilon_long_term(params: DoubleRRParams) -> float:
-    """Any number of rounds with the memo: ``ln max{p1/p2, (1 - p2)/(1 - p1)}`` (§3).
+    """Any number of rounds with the memo: ``ln max{p1/p2, (1 - p2)/(1 - p1)}``.
 
     Example:
         >>> round(epsilon_long_term(PRESETS["cpp2"]), 3), epsilon_long_term(PRESETS["cpp1"])
@@ -164,11 +149,11 @@ PRESETS: Mapping[str, DoubleRRParams] = types.MappingProxyType({
     "eps2": DoubleRRParams.symmetric(15 / 16),  # = cpp2
     "eps2.7": params_for_round_epsilon(2.7),  # 2.700, 3.392
 })
-"""Named parameter sets; see the module docstring (reference §3 table)."""
+"""Named parameter sets: Niu et al.'s ``cpp1``..``cpp5``; ``eps*`` named by per-round epsilon."""
 
 
 def expected_perturbed_size(num_real: int, num_union: int, p5: float, p6: float) -> float:
-    """Expected ``|S''| = |S| P5 + (|U| - |S|) P6`` rows downloaded (reference §3, §4).
+    """Expected ``|S''| = |S| P5 + (|U| - |S|) P6`` rows downloaded.
 
     ``num_real`` counts the real items inside U.
 
@@ -196,7 +181,7 @@ class ClientPrivacy:
 @dataclass(frozen=True)
 class PrivacyLedger:
     """Per client, the rounds it reported a perturbed set in; frozen, ``record`` returns a
-    new ledger (STYLE rule 3). One parameter set for every client and round.
+    new ledger and never changes this one. One parameter set for every client and round.
 
     Example:
         >>> ledger = PrivacyLedger(PRESETS["cpp2"]).record(1, [4, 7]).record(2, [4])

@@ -1,18 +1,13 @@
 """MurmurHash3_x86_32 of integer keys, vectorised in numpy.
 
-A key is an integer in ``[0, 2^64)`` hashed as its **8-byte little-endian** encoding, so
+A key in ``[0, 2^64)`` is hashed as its **8-byte little-endian** encoding, so
 ``murmur3_32(keys, seed)[i] == mmh3.hash(int(keys[i]).to_bytes(8, "little"), seed,
-signed=False)`` bit for bit (reference/submodel.md §5.2). Only the 8-byte case is
-implemented: the message is exactly two 32-bit blocks (the low and the high word of the
-key), so MurmurHash3's tail step never runs; the length mixed into the finaliser is 8.
-
-All arithmetic is on ``uint32`` arrays, whose multiplication and addition wrap modulo 2^32
-as MurmurHash3 requires; there is no Python loop over keys. The result is unsigned (mmh3
-returns signed values unless ``signed=False``).
+signed=False)`` bit for bit. Only that case is implemented (two 32-bit blocks, no tail,
+length 8 in the finaliser), on ``uint32`` arrays that wrap modulo 2^32 as MurmurHash3
+requires; the result is unsigned. See docs/submodel.md, "Private set union".
 
 References:
     A. Appleby, "MurmurHash3", SMHasher (``MurmurHash3_x86_32``), 2011.
-    reference/submodel.md §5.2 (hashing specification of fedkit's Bloom filters).
 """
 
 from __future__ import annotations
@@ -100,7 +95,7 @@ def murmur3_32(keys: object, seed: int = 0) -> np.ndarray:
         True
 
     References:
-        Appleby, MurmurHash3 (``MurmurHash3_x86_32``); reference/submodel.md §5.2.
+        Appleby, MurmurHash3 (``MurmurHash3_x86_32``).
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed has type {type(seed).__name__}, expected an int in [0, 2^32)")

@@ -1,34 +1,19 @@
-"""Loss weights that undo the sampling bias of negatives drawn among the downloaded rows.
+r"""Loss weights that undo the sampling bias of negatives drawn among the downloaded rows.
 
-With ``submodel_negatives = "downloaded"`` a secure client takes its training negatives among
-the rows it downloads anyway that it never interacted with: the randomized-response fakes
-``S'' \\ S``, which are drawn from the round's union U (reference/submodel.md §2, Phase 2).
-An item is in U only when some client of the round's cohort holds it, so item j is offered as
-a negative at a rate proportional to its inclusion probability ``pi_j = P(j in U)``: nearly
-every round for a popular item, in about ``K / N`` of the rounds for an item one user holds
-(K clients per round out of N). Full-model training draws negatives uniformly over the
-catalogue instead. Left alone, the rarely included items are almost never pushed down, rank
-above the users' held-out items, and test AUC falls (0.05 on MovieLens-100k,
-``docs/submodel.md``).
-
-The correction is the Horvitz-Thompson one: the loss of negative j is weighted by
-
-    ``w_j = min(cap, mean_i(pi_i) / pi_j)``,
-
-so that the expected weighted number of times each item serves as a negative is the same for
-every item -- what uniform sampling over the catalogue gives (the mean keeps the total
-negative weight per client unchanged on average). Nobody knows ``pi``; the server estimates it
-from the unions it has decoded, which each round's cohort receives anyway:
-``pi_hat_j = (m_j + 1) / (R + 2)`` after R unions of which m_j contained j (Laplace's rule of
-succession: never 0 or 1). The weights depend on no client's own data, so they reveal nothing
-about it; the cap bounds the variance that rarely included items would add.
+With ``submodel_negatives = "downloaded"`` a client's negatives are its randomized-response
+fakes ``S'' \ S``, drawn from the round's union U, so item j is offered at a rate proportional
+to ``pi_j = P(j in U)``. The Horvitz-Thompson correction weights negative j's loss by
+``w_j = min(cap, mean_i(pi_i) / pi_j)``, which makes every item's expected weighted use as a
+negative equal (as uniform sampling would) and keeps the mean weight near 1; the cap bounds the
+variance rare items add. ``pi`` is estimated from the decoded unions by Laplace's rule,
+``pi_hat_j = (m_j + 1) / (R + 2)``. The weights depend on no client's own data. See
+docs/submodel.md, "Negatives drawn among the downloaded rows".
 
 References:
     D. G. Horvitz and D. J. Thompson, "A generalization of sampling without replacement from
     a finite universe", JASA 47 (1952) (inverse inclusion-probability weighting);
     Y. Bengio and J.-S. Senecal, "Adaptive importance sampling to accelerate training of a
-    neural probabilistic language model", IEEE TNN 19 (2008) (importance-weighted negatives);
-    C. Niu et al., secure federated submodel learning (reference/submodel.md).
+    neural probabilistic language model", IEEE TNN 19 (2008) (importance-weighted negatives).
 """
 
 from __future__ import annotations

@@ -1,26 +1,16 @@
 """Double randomized response over the union: a client's perturbed index set S''.
 
-Phase 2 of secure federated submodel learning (reference/submodel.md §2 Phase 2). After the
-private set union U, every client decides for each j in U whether to ask for row j:
+For each j in the union U: a **permanent** answer S' (memoised per client, as in RAPPOR),
+j in S' w.p. ``p1`` if j in S, ``p2`` otherwise; then an **instantaneous** answer S'' (fresh
+each round), j in S'' w.p. ``p3`` if j in S', ``p4`` otherwise. Overall
+``P5 = p1 (p3 - p4) + p4`` and ``P6 = p2 (p3 - p4) + p4``; the client trains on S ∩ S'' (Niu et
+al., MobiCom 2020; the authors' ``client_plain_functions.double_randomized_response``).
+A memoised answer never changes; losing the memo voids the long-term bound. Draws are
+deterministic given the ``numpy.random.Generator``: new items, then union items, each in
+increasing id order. See docs/submodel.md, "Double randomized response".
 
-1. **permanent** answer S' (memoised per client across rounds, as in RAPPOR): j in S' with
-   probability ``p1`` if j in S (the real set), ``p2`` if j not in S;
-2. **instantaneous** answer S'' (fresh every round): j in S'' with probability ``p3`` if
-   j in S', ``p4`` if j not in S'.
-
-Overall ``P5 = P(j in S'' | j in S) = p1 (p3 - p4) + p4`` and
-``P6 = P(j in S'' | j not in S) = p2 (p3 - p4) + p4`` (reference §3). The client sends S''
-and trains on the succinct set S ∩ S'' (§2 Phase 3).
-
-The memo (:class:`PermanentMemo`) holds the permanent answers of every union item the
-client has seen, as two sorted ``int64`` arrays (``in``: j in S', ``out``: j not in S').
-When U grows in a later round, the new items get a permanent answer the first time they
-are seen; a memoised answer never changes, even if the item's membership in S changes
-(the answer is keyed by item, as the released code's ``permanent_answers/user_i.pkl``).
-Losing the memo voids the long-term bound of :mod:`fedkit.submodel.ledger`.
-
-Draws are deterministic given the ``numpy.random.Generator`` (STYLE rules 4 and 12): new
-items in increasing id order, then one uniform per union item in increasing id order.
+References:
+    Ú. Erlingsson, V. Pihur, A. Korolova, "RAPPOR", CCS 2014 (permanent + instantaneous RR).
 """
 
 from __future__ import annotations
@@ -50,7 +40,7 @@ def _check_probability(name: str, value: object) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class DoubleRRParams:
-    """The four probabilities of double randomized response (reference §2 Phase 2, §3).
+    """The four probabilities of double randomized response.
 
     Args:
         p1: P(j in S' | j in S), permanent.
@@ -84,12 +74,12 @@ class DoubleRRParams:
 
     @property
     def p5(self) -> float:
-        """``P(j in S'' | j in S) = p1 (p3 - p4) + p4`` (reference §3)."""
+        """``P(j in S'' | j in S) = p1 (p3 - p4) + p4``."""
         return self.p1 * (self.p3 - self.p4) + self.p4
 
     @property
     def p6(self) -> float:
-        """``P(j in S'' | j not in S) = p2 (p3 - p4) + p4`` (reference §3)."""
+        """``P(j in S'' | j not in S) = p2 (p3 - p4) + p4``."""
         return self.p2 * (self.p3 - self.p4) + self.p4
 
 
@@ -206,8 +196,8 @@ def permanent_answer(
         by U's new items (old answers unchanged).
 
     References:
-        Reference/submodel.md §2 Phase 2 (permanent stage); Erlingsson et al., "RAPPOR",
-        CCS 2014 (memoisation).
+        Niu et al.'s code, ``client_plain_functions.generate_perturbed_item_ids`` (permanent
+        stage, memoised per client); Erlingsson et al., "RAPPOR", CCS 2014 (memoisation).
     """
     real, items = _id_set(real_set, "real_set"), _id_set(union, "union")
     new = np.setdiff1d(items, memo.seen, assume_unique=True)
@@ -222,7 +212,7 @@ def permanent_answer(
 def instantaneous_answer(
     permanent: object, union: object, params: DoubleRRParams, rng: np.random.Generator
 ) -> np.ndarray:
-    """The fresh answer S'' ⊆ U: j in S'' w.p. ``p3`` if j in S', else ``p4`` (§2 Phase 2).
+    """The fresh answer S'' ⊆ U: j in S'' w.p. ``p3`` if j in S', else ``p4``.
 
     Args:
         permanent: The permanent answer S' (only its items in U matter).
@@ -260,6 +250,6 @@ def perturb(
 
 
 def succinct_set(real_set: object, perturbed: object) -> np.ndarray:
-    """The rows a client trains: S ∩ S'' (reference §2 Phase 3), sorted ``int64``."""
+    """The rows a client trains: S ∩ S'', sorted ``int64``."""
     real = _id_set(real_set, "real_set")
     return np.intersect1d(real, _id_set(perturbed, "perturbed"), assume_unique=True)

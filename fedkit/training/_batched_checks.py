@@ -1,7 +1,7 @@
 """Inputs of the batched trainer: :class:`ClientJob`, :func:`can_batch`, start-state checks.
 
-Validation happens here, once, at the boundary of :func:`fedkit.training.train_local_batched`
-(STYLE.md rule 5); the step loop then computes on trusted input.
+Validation happens here, once, at the boundary of :func:`fedkit.training.train_local_batched`;
+the step loop then computes on trusted input.
 """
 
 from __future__ import annotations

@@ -1,33 +1,18 @@
 """Per-client gradients of K LeNet-5 models at once, as one grouped network.
 
-The K clients' LeNet-5s are one wide network: their images are stacked on the channel axis
-(input ``[B, K*3, 32, 32]``, ``channels_last``), each convolution is one grouped convolution
-with ``groups=K`` (weights ``[K*6, 3, 5, 5]`` and ``[K*16, 6, 5, 5]``), and each dense layer a
-batched matrix product over the client axis (``baddbmm``). The loss is the sum over clients of
-``scale_k`` times client k's masked mean cross-entropy; client k's parameters enter only its
-own term, so one backward pass gives every client exactly its own gradient.
-
-Three rewrites make it cheaper than the literal LeNet-5 without changing what it computes:
-
-- the input is laid out as ``[B, H, W, K, C]`` while still ``uint8`` (a quarter of the bytes
-  of the float copy) and normalised afterwards; viewed as ``[B, K*C, H, W]`` it already has
-  ``channels_last`` strides, so no float transposition is needed;
-- each convolution block is ``relu(max_pool(conv(x)))`` instead of LeNet5's
-  ``max_pool(relu(conv(x)))``: ReLU is monotone, so both are exactly equal, values and
-  gradients, and the ReLU and its backward run on a quarter of the elements;
-- for plain SGD (no momentum, no weight decay) :func:`lenet5_sgd_step` never materialises
-  the dense weights' gradients: autograd stops at each dense layer's output ``z`` and the
-  update ``W -= lr (dL/dz)^T x`` is one in-place ``baddbmm_`` per layer. The fc1 weights
-  (``K x 120 x 400`` floats, 77% of the model) are then read and written once by the update
-  instead of being written as a gradient and read back twice.
-
-The arithmetic is the sequential model's; only the kernels (and so the float rounding, within
-float32 tolerance -- tested against :func:`~fedkit.training.train_local`) differ. On CPUs the
-grouped network is about twice as fast as ``vmap(grad(functional_call))``: oneDNN's grouped
-convolution runs well on ``channels_last`` input, which vmap's 5-D batches cannot use.
+The K clients' LeNet-5s are one wide network: images stacked on the channel axis
+(``[B, K*3, 32, 32]``, ``channels_last``), each convolution one grouped convolution with
+``groups=K``, each dense layer a batched matrix product over the client axis (``baddbmm``).
+The loss sums ``scale_k`` times client k's masked mean cross-entropy, so one backward pass
+gives every client exactly its own gradient. Three rewrites change the kernels, not the
+maths: the input is laid out while still ``uint8``; ``relu(max_pool(.))`` replaces
+``max_pool(relu(.))`` (ReLU is monotone: equal values and gradients); for plain SGD
+:func:`lenet5_sgd_step` updates the dense weights in place (``W -= lr (dL/dz)^T x``, one
+``baddbmm_``) instead of storing their gradients. Results agree with
+:func:`~fedkit.training.train_local` within float32 tolerance. See docs/design.md, "Batched
+engine".
 
 References:
-    shared/reference/performance.md ("How the fastest formulation works");
     Yan et al., FedLaAvg, arXiv:2002.07399 (the CPCFF LeNet-5 of the CIFAR-10 experiments).
 """
 

@@ -1,18 +1,11 @@
 """The minibatch plan of a batched round: every client's step batches, drawn up front.
 
 :func:`plan_minibatches` replays the minibatch rule of :func:`fedkit.training.train_local`
-(module docstring of :mod:`fedkit.training.local_sgd`) for each client with that client's own
-generator, making exactly the generator calls the sequential trainer makes, in the same order:
-one ``torch.randperm(n, generator=...)`` at the start of every pass that begins while steps
-remain. Only integer work happens here; the result is laid out for the batched step loop:
-
-- ``positions[s, k, :counts[s, k]]`` are the sample positions of client ``k``'s batch at step
-  ``s``; the rest of the row is padding (position ``pad_position``, masked out);
-- ``counts[s, k]`` is the number of real samples, ``0`` once client ``k`` has finished.
-
-Clients are drawn in the order given (generators may be shared, so the order matters) and
-laid out sorted by their number of steps, longest first (stable), so that the clients still
-training at step ``s`` are always a prefix ``[:num_active[s]]`` of the client axis.
+(see :mod:`fedkit.training.local_sgd`) with each client's own generator, making exactly the
+sequential trainer's generator calls in the same order, clients in the order given (generators
+may be shared). ``positions[s, k, :counts[s, k]]`` are client k's sample positions at step s,
+the rest padding (``pad_position``, masked out); clients are laid out by number of steps,
+longest first (stable), so those still training at step s are a prefix ``[:num_active[s]]``.
 """
 
 from __future__ import annotations

@@ -1,56 +1,19 @@
 """Batched local training: the K clients of one round train together, in one computation.
 
-:func:`train_local_batched` computes, for K clients at once, exactly what K calls of
-:func:`fedkit.training.train_local` compute one after another -- same minibatches (drawn with
-the same generators, in the same order), same loss, same SGD update -- up to float32
-rounding. It is the engine of the batched in-process grid; it changes how a round's train
-messages are executed, never what they compute (DESIGN.md Sec. 1).
-
-Formulation. The K parameter sets are stacked along a new leading axis (``[K, *shape]`` per
-parameter). Every client's minibatches are drawn first (integer work only, see
-:mod:`fedkit.training._batched_plan`), padded to ``[S, K, B]`` sample positions with a mask.
-Step ``s`` then gathers the ``K_s * B`` samples of the clients still training in one indexing
-op, normalises them in one op (:meth:`fedkit.data.Split.features`), and evaluates
-
-    ``g_k = grad_theta [ scale_k * sum_b mask_kb * CE(f(theta_k, x_kb), y_kb) / n_ks ]``
-
-for all k with ``vmap(grad(loss_fn))`` over ``functional_call`` of the model, followed by the
-``torch.optim.SGD`` update written on the stacked tensors with per-client learning rates:
-``d = g + wd * theta``; ``buf = d`` at the first step, else ``buf = momentum * buf + d``;
-``theta -= lr_k * buf``. Padded samples are masked out of the loss, so a client's loss is the
-mean over its real samples (the last batch of a pass, or a client with fewer samples than a
-batch). Clients are sorted by their number of steps (longest first), so those still training
-at step ``s`` are a prefix ``[:K_s]`` of the stack: a finished client is simply not computed
-and its parameters do not change.
-
-For an unmodified LeNet5 the gradients come instead from one grouped network (grouped
-convolutions with ``groups=K`` on ``channels_last`` input laid out while still ``uint8``,
-``baddbmm`` dense layers; see :mod:`fedkit.training._batched_lenet`), the same arithmetic,
-about twice as fast on CPUs; with plain SGD (no momentum, no weight decay) its step also
-updates the dense weights in place (``baddbmm_``) from the gradients at the layers' outputs,
-so their gradients are never stored.
-
-Cost. Per step: one forward and backward of a ``[K_s, B]`` batch (the FLOPs of K sequential
-steps, plus the padding of short batches), one gather of ``K_s * B`` samples, and a Python
-overhead of O(number of parameter tensors), independent of K. Memory: K copies of the
-parameters (and of the momentum buffer), the activations of ``K * B`` samples, and the uint8
-rows of the clients' samples -- it grows with K, not with the number of clients N or the
-dataset. Sequential Python work per client happens only outside the step loop (validation,
-drawing the minibatch plan, splitting the result).
-
-Devices. ``device`` holds the stacked parameters and does the compute. When ``data`` lives on
-another device, the rows the jobs use are gathered once per call and moved there as they are
-stored (uint8 images stay uint8, 4x less traffic); the per-step gather and normalisation then
-run on ``device``. Results are returned as CPU tensors.
-
-Which models. :func:`can_batch` accepts models whose state is parameters only (no buffers),
-with no dropout or batch normalisation and every parameter trainable and floating point:
-LeNet5, FedAvgCNN, LogisticRegression. Callers fall back to :func:`train_local` otherwise.
+:func:`train_local_batched` computes, for K clients at once, what K calls of
+:func:`fedkit.training.train_local` compute one after another -- same minibatches (the same
+generator calls, in the same order), same loss, same SGD update -- up to float32 rounding. It
+is the engine of the batched in-process grid, which may change how a round's train messages
+are executed, never what they compute (docs/design.md, "Principles"). Gradients come from
+``vmap(grad(functional_call))`` over the stacked parameters, or for an unmodified LeNet5 from
+one grouped network (:mod:`fedkit.training._batched_lenet`); padded samples are masked out of
+the loss. :func:`can_batch` accepts models whose state is trainable floating-point parameters
+only (no buffers, dropout or batch normalisation): LeNet5, FedAvgCNN, LogisticRegression;
+callers fall back to :func:`train_local` otherwise. See docs/design.md, "Batched engine".
 
 References:
     Yan et al., FedLaAvg, arXiv:2002.07399 (C local steps, loss scaled by N n_i / n);
-    McMahan et al., AISTATS 2017, Algorithm 1 (E local epochs); shared/reference/
-    performance.md ("vmap(grad(functional_call)) over the 100 clients");
+    McMahan et al., AISTATS 2017, Algorithm 1 (E local epochs);
     ``torch.func.functional_call``, ``torch.func.vmap``, ``torch.func.grad``;
     ``torch.optim.SGD`` (update rule with momentum and weight decay).
 """
@@ -259,7 +222,7 @@ def train_local_batched(
         >>> out = train_local_batched(model, state, split, jobs, config)  # doctest: +SKIP
 
     References:
-        Yan et al., FedLaAvg, arXiv:2002.07399; shared/reference/performance.md.
+        Yan et al., FedLaAvg, arXiv:2002.07399; docs/design.md, "Batched engine".
     """
     if not isinstance(config, LocalSGDConfig):
         raise TypeError(f"{_OWNER}: config must be a LocalSGDConfig, got {type(config)!r}")

@@ -161,8 +161,7 @@ def train_local(
         TrainResult(num_examples=50, num_steps=10, mean_loss=2.27...)
 
     References:
-        Yan et al., FedLaAvg, arXiv:2002.07399 (client update, C local steps, loss scale);
-        shared/reference/algorithms.md Sec. 1.2.
+        Yan et al., FedLaAvg, arXiv:2002.07399 (client update, C local steps, loss scale).
     """
     if not isinstance(config, LocalSGDConfig):
         raise TypeError(f"train_local: config must be a LocalSGDConfig, got {type(config)!r}")

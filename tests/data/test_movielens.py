@@ -1,4 +1,5 @@
-"""MovieLens-100k as a federated task (offline copy in shared/data), and its metrics."""
+"""MovieLens-100k as a federated task, read from the offline copy at ``SHARED`` (never
+downloaded), and its metrics."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Bloom filters and index vectors for the private set union (reference/submodel.md §5)."""
+"""Bloom filters and index vectors for the private set union (docs/submodel.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _within(measured: float, predicted: float, num_queries: int, num_se: float =
     return abs(measured - predicted) <= num_se * se
 
 
-# -- sizing (§5.1) -----------------------------------------------------------------------------
+# -- sizing (m = ceil(-N ln p / ln(2)^2)) -------------------------------------------------------
 @pytest.mark.parametrize(
     ("num_elements", "fpr", "m", "k"),
     [
@@ -39,7 +39,7 @@ def _within(measured: float, predicted: float, num_queries: int, num_se: float =
         (10**6, 0.001, 14_377_588, 10),
     ],
 )
-def test_sizing_matches_reference_table(num_elements, fpr, m, k):
+def test_sizing_known_answers(num_elements, fpr, m, k):
     assert bloom_size(num_elements, fpr) == (m, k)
 
 
@@ -54,7 +54,7 @@ def test_expected_fpr_formula():
     assert expected_fpr(100, 3, 0) == 0.0
 
 
-# -- positions (§5.2) --------------------------------------------------------------------------
+# -- positions (double hashing) -----------------------------------------------------------------
 @pytest.mark.parametrize("num_bits", [3, 95_851, 2**31 + 12_345, 2**32])
 def test_positions_are_double_hashing_of_mmh3(num_bits):
     ids = np.random.default_rng(1).integers(0, 2**63, 300)
@@ -98,7 +98,7 @@ def test_duplicate_ids_and_empty_set():
     assert not contains(np.zeros(64, np.uint8), [1, 2], 3).any()
 
 
-# -- random-valued filters and decoding of a secure sum (§2 Phase 1, §5.3) ---------------------
+# -- random-valued filters and decoding of a secure sum ----------------------------------------
 def test_random_valued_filter_sets_the_bloom_positions_to_nonzero_uint32():
     ids = np.arange(100, 200)
     values = random_valued_filter(ids, 2_000, 5, np.random.default_rng(3))

@@ -1,4 +1,4 @@
-"""Epsilons, presets and the privacy ledger (reference/submodel.md §3)."""
+"""Epsilons, presets and the privacy ledger (docs/submodel.md, "Privacy ledger")."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from fedkit.submodel import (
         ("cpp4", 0.625, 0.375, 0.511, 1.099),
     ],
 )
-def test_reference_table(name, p5, p6, eps_round, eps_inf):
+def test_presets_known_answers(name, p5, p6, eps_round, eps_inf):
     params = PRESETS[name]
     assert params.p5 == pytest.approx(p5, abs=1e-4) and params.p6 == pytest.approx(p6, abs=1e-4)
     assert round(epsilon_round(params), 3) == eps_round

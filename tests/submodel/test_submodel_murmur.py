@@ -1,4 +1,4 @@
-"""MurmurHash3_x86_32 of 8-byte keys: bit-identical to ``mmh3`` (reference/submodel.md §5.2)."""
+"""MurmurHash3_x86_32 of 8-byte little-endian keys: bit-identical to ``mmh3``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Double randomized response over the union (reference/submodel.md §2 Phase 2, §3)."""
+"""Double randomized response over the union: inclusion rates P5/P6, the permanent memo."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Every public rule validates its inputs once with these helpers and then computes on trusted,
 freshly copied float64 / int64 arrays. Errors name the argument, the bad value and what was
-expected; the state passed in is never changed when one is raised (STYLE.md rules 5-7).
+expected; the state passed in is never changed when one is raised, and no check is an
+``assert``.
 """
 
 from __future__ import annotations

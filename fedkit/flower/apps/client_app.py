@@ -26,7 +26,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedkit.algorithms._flat import unflatten
+from fedkit.algorithms.arrays import unflatten
 from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
 from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY

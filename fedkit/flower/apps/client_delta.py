@@ -1,18 +1,13 @@
 """FedLaAvg's client-delta mode on the client: keep G_i, send ΔG_i, recover a lost G_i.
 
-In client-delta mode (Yan et al., FedLaAvg, code ``mikudehuane/FedLaAvg``) each client keeps
-its latest gradient sum G_i = (x - x_local)/lr in its Flower ``context.state`` and uploads only
-ΔG_i = G_i^new - G_i^old, so the server needs O(d) memory. Deltas travel as float64 so the
-server's running average equals the one of server-table mode up to summation order.
-
-The server sends ``expected-version`` (how many of this client's updates it has folded). A
-client whose stored version differs -- it lost its state (a restarted SuperNode, a resumed
-simulation) or the server rejected its last reply -- must not send a delta against the wrong
-base. It replies ``state-lost = 1`` instead; when next selected, the server adds the model it
-sent in the round it last folded this client's update (``recovery-arrays``, with
-``recovery-round`` and ``recovery-lr``), and the client recomputes that G_i exactly: local
-training is deterministic in (seed, round, client id), so the recomputed G_i is the one the
-server holds.
+Each client keeps its latest gradient sum G_i = (x - x_local)/lr in its Flower
+``context.state`` and uploads only ΔG_i = G_i^new - G_i^old, as float64, so the server needs
+O(d) memory (Yan et al., arXiv:2002.07399; code ``mikudehuane/FedLaAvg``). A client whose
+stored version differs from the server's ``expected-version`` replies ``state-lost = 1``
+instead of a delta against the wrong base; when next selected it gets the model of the round
+its update was last folded (``recovery-arrays``, ``recovery-round``, ``recovery-lr``) and
+recomputes that G_i exactly, local training being deterministic in (seed, round, client id).
+See docs/design.md, "Unavailability-robust strategies".
 """
 
 from __future__ import annotations
@@ -22,8 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 
-from fedkit.algorithms._flat import flatten
-from fedkit.algorithms._npy import from_flower_array, to_flower_array
+from fedkit.algorithms.arrays import flatten, from_flower_array, to_flower_array
 
 __all__ = ["GradientStore", "gradient_sum", "STATE_LOST"]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from flwr.app import ArrayRecord, Context
 
-from fedkit.algorithms._npy import from_flower_array, to_flower_array
+from fedkit.algorithms.arrays import from_flower_array, to_flower_array
 from fedkit.availability import AvailabilityModel, ClientInfo, build_availability, load_scenario
 from fedkit.config import RunConfig
 from fedkit.data import FederatedData, load_federated_data, partition_report

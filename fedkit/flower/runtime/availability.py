@@ -1,4 +1,4 @@
-"""Availability at the grid boundary (DESIGN.md §1).
+"""Availability at the grid boundary (docs/design.md, "Principles"; docs/availability.md).
 
 :class:`AvailabilityGrid` wraps any Flower ``Grid`` so that in round r ``get_node_ids()``
 returns only the nodes whose stable client id the availability model says is online. A

@@ -7,8 +7,9 @@ persists across messages, as in every Flower runtime). Messages are deep-copied 
 (a strategy may send one RecordDict object to many nodes). An exception in the ClientApp
 becomes an error reply (``CLIENT_APP_RAISED_EXCEPTION``), as in Flower.
 
-It relies on Flower internals (the message-id attribute and ``TaskIdentity``, see
-shared/reference/flower.md §10), which is why flwr is pinned to 1.42.x.
+It relies on Flower internals -- the ``_message_id`` metadata attribute Flower's grids set,
+and ``flwr.supercore.task_identity.TaskIdentity``, without which constructing a Message
+raises ``TaskIdentity.run_id is not set`` -- which is why flwr is pinned to 1.42.x.
 
 References:
     Flower 1.42 ``flwr.superlink.grid.InMemoryGrid`` (the interface it mirrors).

@@ -1,8 +1,8 @@
 """Run a fedkit experiment under Flower's Simulation Engine (Ray) with ``flwr run``.
 
 ``flwr run <app> local`` submits the run to a local simulation SuperLink (127.0.0.1:39091),
-which it starts detached if none is running, with one virtual SuperNode per client. Two Flower
-behaviours shape this module (shared/reference/flower.md §11):
+which it starts detached if none is running, with one virtual SuperNode per client. Two
+behaviours of Flower 1.42 shape this module:
 
 * ``flwr run`` exits 0 even when the ServerApp fails, so the run's final status is read back
   with ``flwr ls <connection> --format json`` and a failure raises :class:`FlowerRunError`;

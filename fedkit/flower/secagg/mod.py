@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from fedkit.algorithms._flat import flatten
+from fedkit.algorithms.arrays import flatten
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.algorithms.secure_sum import VectorSpec
 from fedkit.flower.secagg.client_state import client_stage, forget_protocol_state

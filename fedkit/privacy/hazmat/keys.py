@@ -6,7 +6,7 @@ Every key a client uses is derived as ``HKDF-SHA256(ikm, salt=None, info)`` wher
 binds the protocol name and version, the run id, the round id, both client ids (ordered:
 smaller first) and a purpose string (``"mask"``, ``"enc"``, ``"self-mask"``). Because the
 round is bound, no mask or share key is ever reused across rounds or runs, which would let
-the server subtract two rounds' masked inputs (reference/secagg.md §1.2).
+the server subtract two rounds' masked inputs and learn ``x_1 - x_2``.
 
 References:
     RFC 7748, "Elliptic Curves for Security" (X25519), §5 and §6.1.

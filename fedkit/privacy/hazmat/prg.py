@@ -6,8 +6,9 @@ A 32-byte seed (an HKDF output, see :mod:`~fedkit.privacy.hazmat.keys`) is split
 AES-128 key (first 16 bytes) and a 16-byte initial counter block (last 16 bytes). The
 keystream is written with ``update_into`` into a buffer allocated once per vector length,
 then viewed as ``<u4`` (Z_{2^32}) or ``<u8`` (Z_{2^64}); every element is uniform in the ring.
-numpy's generators are never used for masks: they are not cryptographic, and Flower's
-32-bit seeding of them is brute-forceable (reference/secagg.md §5.4).
+numpy's generators are never used for masks: they are not cryptographic, and Flower 1.42's
+SecAgg+ seeds ``np.random.RandomState`` with 32 bits, which is brute-forceable
+(flwrlabs/flower#7522).
 
 References:
     Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving Machine Learning",

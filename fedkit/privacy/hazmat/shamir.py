@@ -7,7 +7,7 @@ arbitrary strings). ``split`` evaluates a random polynomial of degree ``threshol
 (coefficients from ``secrets``) at the given non-zero x-coordinates; ``combine`` interpolates
 at 0 from exactly ``threshold`` shares. The server reconstructs many secrets from the same
 responder set, so :func:`lagrange_coefficients` is exposed to compute the weights once and
-:func:`combine_with` to apply them (reference/secagg.md §1.3).
+:func:`combine_with` to apply them.
 
 Shares carry no integrity: a wrong share yields a wrong secret. Callers check the result
 (``secagg`` compares a recovered private key with the published public key).

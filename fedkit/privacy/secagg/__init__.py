@@ -1,27 +1,13 @@
 """Secure aggregation (SecAgg / SecAgg+): the safe layer.
 
 The server learns the weighted sum of the clients' vectors and nothing else about any one
-input, even if some clients drop out at any stage. Clients talk only through the server, in
-four stages (Bonawitz et al. 2017; on a k-regular graph, Bell et al. 2020):
-
-1. **advertise keys** -- each client sends two fresh X25519 public keys;
-   the server broadcasts the roster (:class:`KeysBroadcast`).
-2. **share keys** -- each client checks the roster (its own keys echoed, all keys distinct,
-   threshold met), derives the communication graph from a hash of all keys, Shamir-shares a
-   fresh self-mask seed ``b_u`` and its masking private key among its neighbours, and
-   AES-GCM-encrypts each neighbour's share pair (:class:`ShareKeys`); the server routes them
-   (:class:`SharesBroadcast`).
-3. **masked input** -- each client clips, weights, quantises and masks its vector:
-   ``y_u = q(w_u x_u, w_u) + PRG(b_u) + sum_v +-PRG(s_uv)`` in Z_{2^bits}
-   (:class:`MaskedInput`); the server lists who is alive and who dropped
-   (:class:`UnmaskRequest`).
-4. **unmask** -- each client checks the lists are disjoint and reveals self-mask shares of
-   alive neighbours and key shares of dropped ones, never both (:class:`UnmaskResponse`); the
-   server reconstructs, removes every mask, dequantises and divides by the total weight.
-
-Order (STYLE.md rule 9): client clip -> weight -> quantise -> mask; server unmask ->
-dequantise -> divide. Primitives live in :mod:`fedkit.privacy.hazmat`; the protocol is
-documented in ``docs/secagg.md``.
+input, even if some clients drop out at any stage. Four stages through the server (Bonawitz
+et al. 2017, Fig. 4; on a k-regular graph, Bell et al. 2020): advertise keys
+(:class:`KeysBroadcast`), share keys (:class:`ShareKeys`, :class:`SharesBroadcast`), masked
+input (:class:`MaskedInput`, :class:`UnmaskRequest`) and unmask (:class:`UnmaskResponse`).
+Order: client clip -> weight -> quantise -> mask; server unmask -> dequantise -> divide.
+Primitives live in :mod:`fedkit.privacy.hazmat`. See docs/secagg.md for the messages, checks
+and parameters.
 
 Example:
     >>> import numpy as np

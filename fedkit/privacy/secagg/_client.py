@@ -275,7 +275,7 @@ class SecAggClient:
         """Stage 2 for a vector already in Z_{2^bits}: mask it as is (no clip, no quantising).
 
         For inputs whose ring sum is the result, e.g. random-valued Bloom filters or index
-        vectors of a private set union (reference/submodel.md §2 Phase 1): the server's
+        vectors of a private set union (docs/submodel.md): the server's
         ``SecAggResult.ring_sum`` is then the exact sum mod 2^bits (its ``weighted_sum`` and
         ``total_weight`` are meaningless). The vector has ``config.wire_length`` elements:
         the last takes the weight's place (put 1 there to count contributors, or 0).

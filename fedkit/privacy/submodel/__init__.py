@@ -1,33 +1,16 @@
 """Submodel-aware secure aggregation: the safe layer.
 
-Phase 5 of secure federated submodel learning (reference/submodel.md §2): each client u
-uploads updates only for the rows of its public perturbed row set S''_u (sorted row ids),
-plus a private 0/1 "involved" count per row, a dense update and its weight n_u. The server
-learns, for every row j, the sum of the row updates and of the counts over the surviving
-clients with j in S''_u, and the weighted dense sum; never one client's update, nor which of
-the clients with j in S''_u truly used j. It runs SecAgg's four stages
-(:mod:`fedkit.privacy.secagg`) with a per-row layout:
-
-1. **advertise keys** -- two fresh X25519 public keys and S''_u
-   (:class:`SubmodelAdvertiseKeys`); the server broadcasts every key and every S''
-   (:class:`SubmodelKeysBroadcast`).
-2. **share keys** -- as SecAgg; each client also checks its own S'' is echoed.
-3. **masked input** -- ``y_u`` = for each row of S''_u in increasing id order the block
-   ``[w clipped, quantised values x count, count]``, then the D dense values times
-   ``n_u / max_weight``, then that fraction; plus PRG(b_u) over all of it; plus, per
-   neighbour v, ``+-PRG(s_uv)`` laid over the blocks of the rows in S''_u ∩ S''_v and then
-   the dense part and weight (smaller id adds). So masks for row j exist only between
-   clients whose S'' both contain j. The server scatter-adds the blocks into a ``[V, w + 1]``
-   ring table by row id and the tail into a dense accumulator, where pairwise masks cancel.
-4. **unmask** -- as SecAgg; the server removes each survivor's self mask (laid out the same
-   way) and, for each dropped client u, every surviving neighbour's stream at the rows of
-   S''_u ∩ S''_v and the tail.
-
-Averaging (:func:`row_average`): ``W_j += sum_u Delta_uj / sum_u count_uj`` where the count
-sum is positive, rows nobody used unchanged; dense ``sum_u n_u Delta_u / sum_u n_u``.
-
-Order (STYLE.md rule 9): client clip -> x count (rows) / x weight (dense) -> quantise ->
-mask; server scatter -> unmask -> dequantise -> divide. Documented in ``docs/submodel.md``.
+Each client u uploads updates only for the rows of its public perturbed row set S''_u, with
+a private 0/1 "involved" count per row, a dense update and its weight n_u. The server learns,
+per row j, the sums of the updates and of the counts over the surviving clients with j in
+S''_u, and the weighted dense sum; never one client's update, nor which holders of j truly
+used it. It is SecAgg's four stages (:mod:`fedkit.privacy.secagg`) with a per-row layout and
+pairwise masks on row j only between clients whose S'' both contain j. Averaging
+(:func:`row_average`): ``W_j += sum_u Delta_uj / sum_u count_uj`` where the count sum is
+positive, else unchanged; dense ``sum_u n_u Delta_u / sum_u n_u`` (Niu et al., MobiCom 2020,
+secure federated submodel averaging). Order: client clip -> x count (rows) / x weight
+(dense) -> quantise -> mask; server scatter -> unmask -> dequantise -> divide. See
+docs/submodel.md, "Submodel-aware secure aggregation".
 
 Example:
     >>> import numpy as np

@@ -4,22 +4,15 @@ Same header as every SecAgg message (``b"FKSA" | u8 wire version | u8 type | u64
 u64 round_id``), two new type bytes:
 
 * 8 ``SubmodelAdvertiseKeys`` (client -> server): ``u64 id | enc_pk (32) | mask_pk (32) |
-  rows``, the client's keys and its public perturbed row set S''_u;
-* 9 ``SubmodelKeysBroadcast`` (server -> one client u): ``u64 u`` (the recipient), the two
-  maps of ``KeysBroadcast`` (full keys of u and its graph neighbours, 16-byte key digests of
-  every other roster client: a client needs every digest to recompute the graph seed, which
-  the server therefore cannot choose), then ``u32 count | (u64 id | rows)*``: for each of u's
-  graph neighbours v only, the rows u shares with v, S''_v ∩ S''_u -- all u's pairwise masks
-  need, and less than S''_v itself (ids strictly increasing, each in the key map, u itself not
-  listed). With SecAgg+'s k-regular graph keys and row sets cost O(k) per client; only the
-  digests (28 bytes per roster client) grow with n.
+  rows`` -- the keys and the public perturbed row set S''_u;
+* 9 ``SubmodelKeysBroadcast`` (server -> one client u): ``u64 u``, the two maps of
+  ``KeysBroadcast``, then ``u32 count | (u64 id | rows)*``: for each graph neighbour v of u
+  only, S''_v ∩ S''_u (all u's pairwise masks need).
 
-A row set is encoded by ``_submodel_rowsets`` (the shorter of gap varints and a bitmap over
-its range). The other stages reuse ``ShareKeys``, ``SharesBroadcast``, ``MaskedInput`` (a
-ring vector of the client's layout length), ``UnmaskRequest`` and ``UnmaskResponse``
-unchanged. ``from_bytes`` refuses what SecAgg's messages refuse, plus malformed row sets and
-a row map that names a client without keys or the recipient itself; whether the row map
-lists exactly the recipient's neighbours is checked by the client, which knows the graph.
+Row sets use :mod:`fedkit.privacy.submodel._rowsets`; the other stages reuse SecAgg's
+messages. ``from_bytes`` also refuses malformed row sets and a row map naming a client
+without keys or the recipient; the client checks that it lists exactly its neighbours. See
+docs/submodel.md, "Row sets on the wire".
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ def row_average(sum_values: np.ndarray, sum_counts: np.ndarray) -> np.ndarray:
 
     ``out[j] = sum_values[j] / sum_counts[j]`` where ``sum_counts[j] > 0``, else 0, so
     ``W += row_average(...)`` leaves a row that no contributing client used unchanged
-    (reference/submodel.md §2 Phase 5, "Server aggregation": W_j <- W_j + sum_i Delta_ij /
-    sum_i count_ij if sum_i count_ij > 0, else unchanged). Fake rows (in S'' but not used)
-    add 0 to numerator and denominator.
+    (Niu et al., MobiCom 2020; the authors' code,
+    ``ps_plain_functions.average_submodel_updates_and_apply_global_update``). Fake rows (in
+    S'' but not used) add 0 to numerator and denominator.
 
     Args:
         sum_values: ``[V, ...]`` per-row sums of the row updates (not modified).

@@ -1,25 +1,16 @@
 """Compact wire encoding of a row set (a strictly increasing set of ids in [0, 2^63)).
 
-Submodel-aware secure aggregation sends perturbed row sets S'' in its keys messages
-(``_submodel_messages``) and the workflow sends the union U the same way. Eight bytes per id
-made the key roster larger than the whole model (``docs/submodel.md``), so a set is sent in
-whichever of two encodings is shorter (ties: gaps):
+A set is sent in the shorter of two encodings (ties: gaps), big-endian as the rest of the
+wire format:
 
-* ``0x00`` **gaps**: ``u32 count | u32 length | length bytes`` -- the first id, then each
-  id minus its predecessor minus one, as unsigned LEB128 varints (7 bits per byte, least
-  significant group first, high bit set on every byte but the last). Strict increase is
-  structural; a set of k ids spread over a range R costs about ``k * ceil(log2(R / k) / 7)``
-  bytes.
-* ``0x01`` **bitmap**: ``u64 start | u32 num_bits | ceil(num_bits / 8) bytes`` -- bit i
-  (little-endian bit order within each byte) set iff ``start + i`` is in the set; costs
-  ``(last - first + 1) / 8`` bytes, i.e. one bit per element of the range, which is the
-  better choice for a set that covers more than about 1/8 (one-byte gaps) of its range.
+* ``0x00`` **gaps**: ``u32 count | u32 length | varints`` -- the first id, then each id minus
+  its predecessor minus one, as unsigned LEB128 varints;
+* ``0x01`` **bitmap**: ``u64 start | u32 num_bits | bits`` -- bit i (little-endian bit order)
+  set iff ``start + i`` is in the set; shorter once the set covers more than ~1/8 of its range.
 
-Big-endian integers, as the rest of the wire format. Decoding refuses, with
-:class:`SecAggProtocolError`: an unknown kind, truncation, a varint longer than 9 bytes or not
-minimal (a final byte 0x00 after a continuation), a number of varints other than ``count``,
-an id at or above 2^63, non-zero padding bits or a bitmap range reaching 2^63. An encoding
-decodes to exactly one set, and ``decode(encode(s)) == s`` (tested for random sets).
+Decoding accepts exactly one encoding per set and refuses, with
+:class:`SecAggProtocolError`, anything else (also a bitmap range reaching 2^63). See
+docs/submodel.md, "Row-set encoding".
 
 References:
     The varint is the "base 128 varint" of Protocol Buffers' encoding guide; delta (gap)

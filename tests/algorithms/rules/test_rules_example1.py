@@ -3,7 +3,7 @@
 Two clients, f_i(x) = (x - e_i)^2 (exact gradients 2 (x - e_i)), K = 1, C = 1 local step;
 client 0 alone is available for t1 rounds, then client 1 alone for t2 rounds, repeating.
 As gamma -> 0 FedAvg tends to (t1 e1 + t2 e2) / (t1 + t2) while FedLaAvg tends to the true
-optimum (e1 + e2) / 2 (reference/algorithms.md section 1.4).
+optimum (e1 + e2) / 2 (Yan et al., arXiv:2002.07399, Theorem 1 and Appendices B-C).
 """
 
 import numpy as np
