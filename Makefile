@@ -39,6 +39,7 @@ test-data: $(STAMP)
 
 test: $(STAMP) test-data
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --doctest-modules fedkit
 
 lint: $(STAMP)
 	$(BIN)/ruff check fedkit tests benchmarks

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedkit.privacy.secagg import SecAggProtocolError
-from fedkit.privacy.secagg._messages import _Reader
+from fedkit.privacy.secagg.extend import Reader
 from fedkit.privacy.submodel._rowsets import (
     BITMAP,
     GAPS,
@@ -22,7 +22,7 @@ from fedkit.privacy.submodel._rowsets import (
 
 
 def _decode(data: bytes) -> np.ndarray:
-    reader = _Reader(data, "test")
+    reader = Reader(data, "test")
     out = read_row_set(reader.take, reader.unpack, "row set")
     reader.done()
     return out

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedkit.privacy.secagg._client import SecAggClient
-from fedkit.privacy.secagg._config import (
+from fedkit.privacy.secagg import (
+    KeysBroadcast,
+    MaskedInput,
+    SecAggClient,
     SecAggConfigError,
     SecAggProtocolError,
     SecAggStateError,
+    ShareKeys,
+    SharesBroadcast,
     Stage,
 )
-from fedkit.privacy.secagg._messages import KeysBroadcast, MaskedInput, ShareKeys, SharesBroadcast
 from fedkit.privacy.submodel._config import SubmodelSecAggConfig, check_rows
 from fedkit.privacy.submodel._layout import MaskStreams, encode_layout, scatter_add
 from fedkit.privacy.submodel._messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast

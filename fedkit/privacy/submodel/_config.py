@@ -7,12 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedkit.privacy.quantize import check_headroom
-from fedkit.privacy.secagg._config import (
-    SecAggConfig,
-    SecAggConfigError,
-    SecAggError,
-    _check_int,
-)
+from fedkit.privacy.secagg import SecAggConfig, SecAggConfigError, SecAggError
+from fedkit.privacy.secagg.extend import check_int
 
 __all__ = ["SubmodelSecAggConfig", "check_rows"]
 
@@ -52,8 +48,8 @@ class SubmodelSecAggConfig(SecAggConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_int("num_rows", self.num_rows, 1, (1 << 40) - 1)
-        _check_int("row_width", self.row_width, 1, (1 << 24) - 1)
+        check_int("num_rows", self.num_rows, 1, (1 << 40) - 1)
+        check_int("row_width", self.row_width, 1, (1 << 24) - 1)
         check_headroom(self.num_clients, 1.0, 1.0, self.bits)  # counts: sum of n values in {0, 1}
 
     @property

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedkit.privacy.secagg._config import Stage
-from fedkit.privacy.secagg._driver import TamperFn, drive_round
+from fedkit.privacy.secagg import Stage
+from fedkit.privacy.secagg.extend import TamperFn, drive_round
 from fedkit.privacy.submodel._client import SubmodelSecAggClient
 from fedkit.privacy.submodel._config import SubmodelSecAggConfig
 from fedkit.privacy.submodel._messages import decode_submodel_message

@@ -26,14 +26,13 @@ import numpy as np
 
 from fedkit.privacy.graph import DIGEST_SIZE
 from fedkit.privacy.hazmat.keys import KEY_SIZE
-from fedkit.privacy.secagg._config import SecAggProtocolError
-from fedkit.privacy.secagg._messages import (
-    _HEADER,
-    _blobs,
-    _Message,
-    _Reader,
+from fedkit.privacy.secagg import SecAggProtocolError, decode_message
+from fedkit.privacy.secagg.extend import (
+    HEADER,
+    Reader,
+    WireMessage,
     check_disjoint_roster,
-    decode_message,
+    encode_blobs,
 )
 from fedkit.privacy.submodel._rowsets import encode_row_set, read_row_set
 
@@ -45,12 +44,12 @@ def _rows_bytes(rows: np.ndarray) -> bytes:
     return encode_row_set(np.asarray(rows, dtype=np.int64))
 
 
-def _read_rows(reader: _Reader, name: str, owner: int) -> np.ndarray:
+def _read_rows(reader: Reader, name: str, owner: int) -> np.ndarray:
     return read_row_set(reader.take, reader.unpack, f"{name} row set of client {owner}")
 
 
 @dataclass(frozen=True, repr=False)
-class SubmodelAdvertiseKeys(_Message):
+class SubmodelAdvertiseKeys(WireMessage):
     """Stage 0, client -> server: two fresh X25519 public keys and the public row set S''_u."""
 
     TYPE: ClassVar[int] = 8
@@ -81,7 +80,7 @@ class SubmodelAdvertiseKeys(_Message):
 
 
 @dataclass(frozen=True, repr=False)
-class SubmodelKeysBroadcast(_Message):
+class SubmodelKeysBroadcast(WireMessage):
     """Stage 0 -> 1, server -> client u: every roster key (``enc | mask``) and, for each of
     u's graph neighbours v, the rows they share, S''_v ∩ S''_u."""
 
@@ -93,8 +92,8 @@ class SubmodelKeysBroadcast(_Message):
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
-        parts = [self._header(), struct.pack(">Q", self.client_id), _blobs(self.public_keys),
-                 _blobs(self.digests), struct.pack(">I", len(self.rows))]
+        parts = [self._header(), struct.pack(">Q", self.client_id), encode_blobs(self.public_keys),
+                 encode_blobs(self.digests), struct.pack(">I", len(self.rows))]
         for cid in sorted(self.rows):
             parts.append(struct.pack(">Q", cid) + _rows_bytes(self.rows[cid]))
         return b"".join(parts)
@@ -135,12 +134,12 @@ class SubmodelKeysBroadcast(_Message):
 _TYPES = {cls.TYPE: cls for cls in (SubmodelAdvertiseKeys, SubmodelKeysBroadcast)}
 
 
-def decode_submodel_message(data: bytes) -> _Message:
+def decode_submodel_message(data: bytes) -> WireMessage:
     """Decode any message of submodel-aware secure aggregation (SecAgg's types 1-7 and 8-9).
 
     Raises:
         SecAggProtocolError: On a malformed or unknown message.
     """
-    if len(data) >= _HEADER.size and data[5] in _TYPES:
+    if len(data) >= HEADER.size and data[5] in _TYPES:
         return _TYPES[data[5]].from_bytes(data)
     return decode_message(data)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedkit.privacy.secagg._driver import SecAggReport
-from fedkit.privacy.secagg._server import divide_by_weight
+from fedkit.privacy.secagg import SecAggReport
+from fedkit.privacy.secagg.extend import divide_by_weight
 
 __all__ = ["SubmodelSecAggReport", "SubmodelSecAggResult", "row_average"]
 

@@ -24,7 +24,7 @@ import struct
 
 import numpy as np
 
-from fedkit.privacy.secagg._config import SecAggProtocolError
+from fedkit.privacy.secagg import SecAggProtocolError
 
 __all__ = ["BITMAP", "GAPS", "decode_row_set", "encode_row_set", "encoded_size", "read_row_set"]
 

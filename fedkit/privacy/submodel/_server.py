@@ -9,9 +9,13 @@ from types import MappingProxyType
 import numpy as np
 
 from fedkit.privacy.quantize import dequantize
-from fedkit.privacy.secagg._config import SecAggConfigError, SecAggProtocolError, Stage
-from fedkit.privacy.secagg._messages import MaskedInput
-from fedkit.privacy.secagg._server import SecAggServer
+from fedkit.privacy.secagg import (
+    MaskedInput,
+    SecAggConfigError,
+    SecAggProtocolError,
+    SecAggServer,
+    Stage,
+)
 from fedkit.privacy.submodel._config import SubmodelSecAggConfig, check_rows
 from fedkit.privacy.submodel._layout import MaskStreams, scatter_add
 from fedkit.privacy.submodel._messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
