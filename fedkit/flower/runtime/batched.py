@@ -28,7 +28,7 @@ from flwr.common.constant import ErrorCode
 
 from fedkit.flower.apps import client_app as fedkit_client
 from fedkit.flower.apps.task import arrays_from_torch, model_template, torch_state_of
-from fedkit.flower.runtime.inprocess import InProcessGrid, _message_id
+from fedkit.flower.runtime.inprocess import InProcessGrid, assign_message_id
 from fedkit.flower.secagg.mod import is_secure_stage, masked_input_content
 from fedkit.privacy.secagg import Stage
 from fedkit.seeding import torch_generator
@@ -71,7 +71,7 @@ class BatchedInProcessGrid(InProcessGrid):
         ids = []
         tasks = []
         for msg in messages:
-            msg_id = _message_id(msg)
+            msg_id = assign_message_id(msg)
             ids.append(msg_id)
             context = self.contexts.get(msg.metadata.dst_node_id)
             trains = msg.metadata.message_type == "train" and (
@@ -104,7 +104,7 @@ class BatchedInProcessGrid(InProcessGrid):
 
     def _reply(self, msg: Message, content: RecordDict) -> Message:
         reply = Message(content, reply_to=msg)
-        _message_id(reply)
+        assign_message_id(reply)
         return reply
 
     def _train_together(self, tasks: list) -> None:
