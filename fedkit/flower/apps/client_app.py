@@ -12,6 +12,11 @@ Handlers:
   Under secure aggregation the handler runs inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
   which masks the reply; with ``delta-bound`` in the config, ΔG_i is clipped to that bound
   and the client stores G_i^old + the clipped ΔG_i -- exactly what the server folds.
+  ``train`` is batchable: a grid that executes messages together (the batched in-process
+  engine) trains a round's clients in one computation through
+  :data:`~fedkit.flower.apps.batched_train.train_batch_handler`, registered with the same
+  mods (:mod:`fedkit.flower.runtime.batching`; ``secagg_mod`` batches through
+  :mod:`fedkit.flower.secagg.batching`).
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
   (:mod:`fedkit.flower.submodel.client`).
@@ -22,18 +27,19 @@ from __future__ import annotations
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+import fedkit.flower.secagg.batching  # noqa: F401 - gives secagg_mod its wrap_batch
 from fedkit.algorithms.directory import CLIENT_ID_KEY
-from fedkit.flower.apps.client_train import (  # noqa: F401 - the batched grid's
-    finish_train,
-    local_sgd_config,
-    prepare_train,
-    train_task,
-)
+from fedkit.flower.apps.batched_train import train_batch_handler
+from fedkit.flower.apps.client_train import finish_train, prepare_train, train_task
 from fedkit.flower.apps.task import client_id_of, node_run_config
+from fedkit.flower.runtime.batching import batchable
 from fedkit.flower.secagg.mod import secagg_mod
 from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
 
-__all__ = ["app"]
+__all__ = ["TRAIN_MODS", "app"]
+
+TRAIN_MODS = [secagg_mod]
+"""The mods around the ``train`` handler, in Flower and in its batch handler alike."""
 
 app = ClientApp()
 app.train("submodel")(submodel_train)
@@ -48,7 +54,7 @@ def query_client_id(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"client": ConfigRecord({CLIENT_ID_KEY: client_id})}), reply_to=msg)
 
 
-@app.train(mods=[secagg_mod])
+@app.train(mods=TRAIN_MODS)
 def train(msg: Message, context: Context) -> Message:
     """Run local SGD from the received model; reply with the local model or ΔG_i."""
     task = prepare_train(msg, context)
@@ -57,3 +63,5 @@ def train(msg: Message, context: Context) -> Message:
     local, result = train_task(task)
     return Message(finish_train(task, context, local, result), reply_to=msg)
 
+
+batchable(app, "train", train_batch_handler, mods=TRAIN_MODS)

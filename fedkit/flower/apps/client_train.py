@@ -2,7 +2,7 @@
 
 fedkit's ClientApp answers a ``train`` message in three steps, kept apart so that the batched
 engine can run the middle one for many clients at once
-(:mod:`fedkit.flower.runtime.batched`) and both paths build identical replies:
+(:mod:`fedkit.flower.apps.batched_train`) and both paths build identical replies:
 
 1. :func:`prepare_train` reads and checks the message into a :class:`TrainTask` (or answers at
    once, e.g. FedLaAvg's ``state-lost``);
@@ -93,7 +93,7 @@ def loss_scale(cfg: RunConfig, data, client_id: int) -> float:
 class TrainTask:
     """One parsed train message: everything local training and the reply need.
 
-    The batched in-process grid (:mod:`fedkit.flower.runtime.batched`) runs the training of
+    The batched train handler (:mod:`fedkit.flower.apps.batched_train`) runs the training of
     many tasks together and then calls :func:`finish_train` for each, so both paths build
     identical replies.
     """

@@ -1,9 +1,10 @@
 """Run fedkit's (or any) ServerApp and ClientApp in this process, on a chosen engine.
 
 ``engine = "sequential"`` delivers every message through the ClientApp, one at a time
-(:class:`~fedkit.flower.runtime.inprocess.InProcessGrid`); ``engine = "batched"`` trains each
-round's clients together (:class:`~fedkit.flower.runtime.batched.BatchedInProcessGrid`). Both
-give the same replies up to float32 rounding.
+(:class:`~fedkit.flower.runtime.inprocess.InProcessGrid`); ``engine = "batched"`` executes the
+messages the ClientApp declares batchable together
+(:class:`~fedkit.flower.runtime.batched.BatchedInProcessGrid`,
+:mod:`fedkit.flower.runtime.batching`). Both give the same replies up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def run_inprocess(
 ) -> InProcessGrid:
     """Run ``server_app`` against ``num_nodes`` in-process ClientApps; return the grid.
 
-    Defaults to fedkit's own ServerApp and ClientApp. ``engine = "batched"`` trains each
-    round's clients together (:mod:`fedkit.flower.runtime.batched`) on ``device``.
+    Defaults to fedkit's own ServerApp and ClientApp. ``engine = "batched"`` executes the
+    messages the ClientApp declares batchable together, on ``device``; fedkit's ClientApp
+    declares its train messages (each round's clients train in one computation).
 
     Raises:
         ValueError: On an unknown engine.
