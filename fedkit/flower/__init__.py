@@ -11,6 +11,7 @@ The app objects are imported lazily: Flower loads them by the names in ``pyproje
 """
 
 from fedkit.flower.apps.loop import RoundOutcome, run_rounds
-from fedkit.flower.runtime.inprocess import InProcessGrid, run_inprocess
+from fedkit.flower.runtime.engines import run_inprocess
+from fedkit.flower.runtime.inprocess import InProcessGrid
 
 __all__ = ["InProcessGrid", "RoundOutcome", "run_inprocess", "run_rounds"]

@@ -63,6 +63,6 @@ def test_a_foreign_client_app_falls_back_with_a_log_line(tmp_path, caplog):
 
     with caplog.at_level(logging.INFO):
         results = run(tmp_path, "w", "batched", client=wrapped, rounds=2)
-    assert any("one at a time (the ClientApp is not fedkit's)" in r.getMessage()
+    assert any("one at a time (no batch handler registered" in r.getMessage()
                for r in caplog.records)
     assert len(results["rounds"]) == 2

@@ -23,6 +23,7 @@ from flwr.supercore.run import Run
 
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.availability import AvailabilityModel
+from fedkit.flower.runtime.inprocess import assign_message_id
 
 __all__ = ["AvailabilityGrid"]
 
@@ -83,7 +84,7 @@ class AvailabilityGrid(Grid):
             if msg.metadata.dst_node_id in online:
                 continue
             msg_id = f"offline-{len(self._undelivered)}-{self.server_round}-{id(msg)}"
-            msg.metadata.__dict__["_message_id"] = msg_id
+            assign_message_id(msg, msg_id)
             reply = Message(Error(code=ErrorCode.NODE_UNAVAILABLE,
                                   reason=f"node {msg.metadata.dst_node_id} is offline in round "
                                          f"{self.server_round} (availability scenario)"),

@@ -7,9 +7,10 @@ persists across messages, as in every Flower runtime). Messages are deep-copied 
 (a strategy may send one RecordDict object to many nodes). An exception in the ClientApp
 becomes an error reply (``CLIENT_APP_RAISED_EXCEPTION``), as in Flower.
 
-It relies on Flower internals -- the ``_message_id`` metadata attribute Flower's grids set,
-and ``flwr.supercore.task_identity.TaskIdentity``, without which constructing a Message
-raises ``TaskIdentity.run_id is not set`` -- which is why flwr is pinned to 1.42.x.
+It relies on Flower internals (the message-id attribute, written by
+:func:`assign_message_id`, and ``TaskIdentity``; see ``docs/design.md``, "Runtimes"), which is
+why flwr is pinned to 1.42.x. :func:`~fedkit.flower.runtime.engines.run_inprocess` runs the
+apps on this grid or on the batched one.
 
 References:
     Flower 1.42 ``flwr.superlink.grid.InMemoryGrid`` (the interface it mirrors).
@@ -24,27 +25,33 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flwr.app import Context, Error, Message, RecordDict
-from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedkit.seeding import numpy_rng
 
-__all__ = ["ENGINES", "InProcessGrid", "run_inprocess", "SERVER_NODE_ID"]
+__all__ = ["InProcessGrid", "RUN_ID", "SERVER_NODE_ID", "assign_message_id"]
 
 logger = logging.getLogger(__name__)
 
 SERVER_NODE_ID = 1
-ENGINES = ("sequential", "batched")
-_RUN_ID = 1
+RUN_ID = 1
 
 
-def _message_id(msg: Message) -> str:
-    new_id = uuid.uuid4().hex
-    msg.metadata.__dict__["_message_id"] = new_id
-    return new_id
+def assign_message_id(msg: Message, message_id: str | None = None) -> str:
+    """Give ``msg`` a message id (a fresh random one unless given), as a SuperLink does.
+
+    Flower's ``Metadata.message_id`` is read-only outside Flower; this writes the attribute
+    behind it (Flower 1.42 internals, hence the pin).
+
+    Returns:
+        The id.
+    """
+    message_id = uuid.uuid4().hex if message_id is None else message_id
+    msg.metadata.__dict__["_message_id"] = message_id
+    return message_id
 
 
 class InProcessGrid(Grid):
@@ -74,7 +81,7 @@ class InProcessGrid(Grid):
         # This process is the server: Flower stamps run and node ids from TaskIdentity on
         # every Message it builds.
         TaskIdentity.task_id = 1
-        TaskIdentity.run_id = _RUN_ID
+        TaskIdentity.run_id = RUN_ID
         TaskIdentity.node_id = SERVER_NODE_ID
         rng = numpy_rng(seed, "inprocess-node-ids")
         ids: list[int] = []
@@ -84,7 +91,7 @@ class InProcessGrid(Grid):
                 ids.append(candidate)
         self.contexts: dict[int, Context] = {
             node_id: Context(
-                run_id=_RUN_ID,
+                run_id=RUN_ID,
                 node_id=node_id,
                 node_config={"partition-id": i, "num-partitions": num_nodes},
                 state=RecordDict(),
@@ -93,7 +100,7 @@ class InProcessGrid(Grid):
             for i, node_id in enumerate(ids)
         }
         self._replies: dict[str, Message] = {}
-        self._run = Run.create_empty(_RUN_ID)
+        self._run = Run.create_empty(RUN_ID)
 
     # -- Grid interface -------------------------------------------------------------------
     def set_run(self, run: Run) -> None:
@@ -113,7 +120,7 @@ class InProcessGrid(Grid):
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
         for msg in messages:
-            msg_id = _message_id(msg)
+            msg_id = assign_message_id(msg)
             ids.append(msg_id)
             self._replies[msg_id] = self._deliver(msg)
         return ids
@@ -138,48 +145,11 @@ class InProcessGrid(Grid):
             logger.debug("ClientApp on node %s raised", node_id, exc_info=True)
             return self._error(msg, ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
                                f"{type(exc).__name__}: {exc}")
-        _message_id(reply)
+        assign_message_id(reply)
         return reply
 
     @staticmethod
     def _error(msg: Message, code: int, reason: str) -> Message:
         reply = Message(Error(code=code, reason=reason), reply_to=msg)
-        _message_id(reply)
+        assign_message_id(reply)
         return reply
-
-
-def run_inprocess(
-    run_config: Mapping[str, Any],
-    *,
-    num_nodes: int,
-    server_app: ServerApp | None = None,
-    client_app: ClientApp | None = None,
-    seed: int = 0,
-    engine: str = "batched",
-    device: str = "cpu",
-) -> InProcessGrid:
-    """Run ``server_app`` against ``num_nodes`` in-process ClientApps; return the grid.
-
-    Defaults to fedkit's own ServerApp and ClientApp. ``engine = "batched"`` trains each
-    round's clients together (:mod:`fedkit.flower.runtime.batched`) on ``device``.
-
-    Raises:
-        ValueError: On an unknown engine.
-    """
-    if engine not in ENGINES:
-        raise ValueError(f"engine = {engine!r}, expected one of {list(ENGINES)}")
-    if server_app is None:
-        from fedkit.flower.apps.server_app import app as server_app
-    if client_app is None:
-        from fedkit.flower.apps.client_app import app as client_app
-    if engine == "batched":
-        from fedkit.flower.runtime.batched import BatchedInProcessGrid
-
-        grid: InProcessGrid = BatchedInProcessGrid(
-            client_app, num_nodes=num_nodes, run_config=run_config, seed=seed, device=device)
-    else:
-        grid = InProcessGrid(client_app, num_nodes=num_nodes, run_config=run_config, seed=seed)
-    server_context = Context(run_id=_RUN_ID, node_id=SERVER_NODE_ID, node_config={},
-                             state=RecordDict(), run_config=dict(run_config))
-    server_app(grid, server_context)
-    return grid

@@ -1,0 +1,195 @@
+"""One client's train task: parse a train message, train locally, build the reply.
+
+fedkit's ClientApp answers a ``train`` message in three steps, kept apart so that the batched
+engine can run the middle one for many clients at once
+(:mod:`fedkit.flower.apps.batched_train`) and both paths build identical replies:
+
+1. :func:`prepare_train` reads and checks the message into a :class:`TrainTask` (or answers at
+   once, e.g. FedLaAvg's ``state-lost``);
+2. :func:`train_task` runs local SGD (:func:`fedkit.training.train_local`); the minibatch order
+   comes from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply depends
+   only on the seed, the round, its id and the model it received -- not on the runtime;
+3. :func:`finish_train` builds the reply content (and, in client-delta mode, stores G_i:
+   :mod:`fedkit.flower.apps.client_delta`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+
+from fedkit.algorithms.arrays import unflatten
+from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
+from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
+from fedkit.config import RunConfig
+from fedkit.data import FederatedData
+from fedkit.flower.apps.client_delta import STATE_LOST, GradientStore, gradient_sum
+from fedkit.flower.apps.task import (
+    arrays_of,
+    availability_model,
+    client_id_of,
+    load_data,
+    model_with_arrays,
+    node_run_config,
+)
+from fedkit.seeding import torch_generator
+from fedkit.training import LocalSGDConfig, TrainResult, train_local
+
+__all__ = [
+    "ClientOffline",
+    "TrainTask",
+    "finish_train",
+    "local_sgd_config",
+    "loss_scale",
+    "prepare_train",
+    "train_task",
+]
+
+
+def local_sgd_config(cfg: RunConfig, lr: float, *, loss_scale: float = 1.0) -> LocalSGDConfig:
+    """Local SGD settings of a round: the run config's, with this round's learning rate."""
+    return LocalSGDConfig(
+        lr=lr,
+        loss_scale=loss_scale,
+        batch_size=cfg.batch_size,
+        local_steps=cfg.local_steps or None,
+        local_epochs=None if cfg.local_steps else cfg.local_epochs,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+class ClientOffline(RuntimeError):
+    """The client's availability scenario says it is offline this round."""
+
+
+def _train_from(cfg: RunConfig, data, arrays, client_id: int, server_round: int,
+                lr: float) -> tuple[torch.nn.Module, TrainResult]:
+    """Local SGD from ``arrays``; deterministic in (seed, round, client id)."""
+    model = model_with_arrays(cfg, data, arrays)
+    indices = data.partition[client_id]
+    result = train_local(
+        model,
+        data.train,
+        indices,
+        local_sgd_config(cfg, lr, loss_scale=loss_scale(cfg, data, client_id)),
+        generator=torch_generator(cfg.seed, "local-sgd", server_round, client_id),
+    )
+    return model, result
+
+
+def loss_scale(cfg: RunConfig, data, client_id: int) -> float:
+    """1, or N * n_i / n with ``loss_scaling = "data-weighted"`` (FedLaAvg's code)."""
+    if cfg.loss_scaling == "none":
+        return 1.0
+    sizes = data.partition.sizes()
+    return float(cfg.num_clients * sizes[client_id] / sizes.sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainTask:
+    """One parsed train message: everything local training and the reply need.
+
+    The batched train handler (:mod:`fedkit.flower.apps.batched_train`) runs the training of
+    many tasks together and then calls :func:`finish_train` for each, so both paths build
+    identical replies.
+    """
+
+    cfg: RunConfig
+    data: FederatedData
+    client_id: int
+    server_round: int
+    lr: float
+    sent: ArrayRecord
+    base: np.ndarray | None  # G_i^old in client-delta mode, else None
+    expected_version: int
+    delta_bound: float | None = None  # |ΔG_i| bound under secure aggregation
+
+    @property
+    def generator_keys(self) -> tuple[int, str, int, int]:
+        """(seed, purpose, round, client id) of the local-SGD stream."""
+        return (self.cfg.seed, "local-sgd", self.server_round, self.client_id)
+
+    @property
+    def loss_scale(self) -> float:
+        return loss_scale(self.cfg, self.data, self.client_id)
+
+
+def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
+    """Parse and check a train message; a RecordDict is an immediate reply (state lost).
+
+    Raises:
+        ClientOffline: If client-side availability enforcement says the client is offline.
+        ValueError: On an unknown ``reply`` kind or a bad node config.
+    """
+    cfg = node_run_config(context)
+    client_id = client_id_of(context, cfg.num_clients)
+    config = msg.content["config"]
+    server_round = int(config["server-round"])
+    lr = float(config["lr"])
+    data = load_data(cfg)
+    if cfg.availability_enforce == "client" and cfg.availability != "always":
+        online = availability_model(cfg, data).available(server_round)
+        if not online[client_id]:
+            raise ClientOffline(
+                f"client {client_id} is offline in round {server_round} according to "
+                f"availability scenario {cfg.availability!r}; it declines the work"
+            )
+    sent = msg.content[ARRAYS_KEY]
+    kind = config.get("reply", REPLY_MODEL)
+    base = None
+    expected = 0
+    delta_bound = config.get("delta-bound")
+    if kind == REPLY_GRADIENT_DELTA:
+        expected = int(config["expected-version"])
+        recompute = None
+        if "recovery-arrays" in msg.content.array_records:
+            old_round = int(config["recovery-round"])
+            old_lr = float(config["recovery-lr"])
+            old_sent = msg.content["recovery-arrays"]
+
+            def recompute() -> np.ndarray:
+                model, _ = _train_from(cfg, data, old_sent, client_id, old_round, old_lr)
+                return gradient_sum(old_sent, arrays_of(model), old_lr)
+
+        dim = sum(int(np.prod(a.shape)) for a in sent.values())
+        base = GradientStore(context).base(expected, recompute, dim)
+        if base is None:
+            metrics = MetricRecord({"num-examples": len(data.partition[client_id]),
+                                    STATE_LOST: 1})
+            return RecordDict({METRICS_KEY: metrics})
+    elif kind != REPLY_MODEL:
+        raise ValueError(f"config 'reply' = {kind!r}, expected {REPLY_MODEL!r} or "
+                         f"{REPLY_GRADIENT_DELTA!r}")
+    return TrainTask(cfg=cfg, data=data, client_id=client_id, server_round=server_round,
+                     lr=lr, sent=sent, base=base, expected_version=expected,
+                     delta_bound=None if delta_bound is None else float(delta_bound))
+
+
+def train_task(task: TrainTask) -> tuple[ArrayRecord, TrainResult]:
+    """Local SGD of one task, one message at a time: the local model and the result."""
+    model, result = _train_from(task.cfg, task.data, task.sent, task.client_id,
+                                task.server_round, task.lr)
+    return arrays_of(model), result
+
+
+def finish_train(task: TrainTask, context: Context, local: ArrayRecord,
+                 result: TrainResult) -> RecordDict:
+    """The reply content for a trained task (stores G_i in client-delta mode)."""
+    metrics = MetricRecord({
+        "num-examples": result.num_examples,
+        "train-loss": result.mean_loss,
+        "num-steps": result.num_steps,
+    })
+    if task.base is not None:
+        delta = gradient_sum(task.sent, local, task.lr) - task.base
+        if task.delta_bound is not None:
+            # Secure aggregation clips lr * ΔG_i to its range; store what the server folds.
+            np.clip(delta, -task.delta_bound, task.delta_bound, out=delta)
+        GradientStore(context).save(task.base + delta, task.expected_version + 1)
+        local = unflatten(delta, task.sent, dtype=np.float64)
+    return RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics})
+
