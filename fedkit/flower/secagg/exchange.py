@@ -53,12 +53,17 @@ class Exchange:
         server_round: The round (the messages' group id).
         timeout: Timeout of each ``send_and_receive``.
         purpose: Named in log lines (e.g. ``"secure aggregation"``).
+        measure_bytes: Record the serialised size of every content (one protobuf encoding
+            of each message, ~1.4 ms per 400 kB on a 2-core CPU); off, the byte counters
+            stay zero.
     """
 
     def __init__(self, grid: Grid, nodes: Mapping[int, int], server_round: int,
-                 timeout: float | None, *, purpose: str = "exchange") -> None:
+                 timeout: float | None, *, purpose: str = "exchange",
+                 measure_bytes: bool = True) -> None:
         self.grid, self.nodes = grid, dict(nodes)
         self.round, self.timeout, self.purpose = server_round, timeout, purpose
+        self.measure_bytes = measure_bytes
         self.failed: dict[int, str] = {}
         self.seconds: dict[str, float] = {}
         self.bytes_down: dict[int, int] = dict.fromkeys(self.nodes, 0)
@@ -91,7 +96,7 @@ class Exchange:
         self.count += 1
         sent: dict[int, Message] = {}
         for cid, content in contents.items():
-            size = content_bytes(content)
+            size = content_bytes(content) if self.measure_bytes else 0
             self.bytes_down[cid] += size
             self.phase_down[name] = self.phase_down.get(name, 0) + size
             sent[cid] = Message(content, self.nodes[cid], message_type, group_id=str(self.round))
@@ -111,7 +116,7 @@ class Exchange:
             if reply.has_error():
                 self.fail(cid, name, f"client error: {reply.error.reason}")
                 continue
-            size = content_bytes(reply.content)
+            size = content_bytes(reply.content) if self.measure_bytes else 0
             self.bytes_up[cid] += size
             self.phase_up[name] = self.phase_up.get(name, 0) + size
             out[cid] = reply

@@ -118,7 +118,9 @@ class SecureAggregation:
         """
         nodes = {cid: msg.metadata.dst_node_id for msg, cid in messages}
         content = {cid: msg.content for msg, cid in messages}
-        exchange = Exchange(grid, nodes, server_round, timeout, purpose="secure aggregation")
+        # the outcome reports protocol bytes (the transport counts them), not whole contents
+        exchange = Exchange(grid, nodes, server_round, timeout, purpose="secure aggregation",
+                            measure_bytes=False)
         state_lost: list[int] = []
 
         def on_reply(stage: Stage, cid: int, reply: Message) -> bool:
