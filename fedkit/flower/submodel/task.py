@@ -133,7 +133,7 @@ class LocalUpdate:
     Attributes:
         row_values: ``[len(ids), dim + 1]`` new minus old rows (zero for rows not trained).
         row_counts: ``[len(ids)]`` 1 for the rows its trained samples touch (the succinct set
-            S ∩ S'', the "involved" flag of reference §2 Phase 5), else 0.
+            S ∩ S'', the "involved" count of Niu et al., MobiCom 2020, §5), else 0.
         dense: ``D`` new minus old dense part (``dense_vector`` layout).
         num_samples: Samples trained on (the dense part's weight).
         user_vector: The client's new user vector (stays on the client).

@@ -147,7 +147,7 @@ class SubmodelSecAggServer(SecAggServer):
                 recovered key not matching its public key).
 
         References:
-            Bonawitz et al., CCS 2017, Fig. 4; reference/submodel.md §2 Phase 5.
+            Bonawitz et al., CCS 2017, Fig. 4; Niu et al., MobiCom 2020, §5.
         """
         self._close(Stage.UNMASK, len(self._responses))
         c = self.config
