@@ -155,6 +155,8 @@ class FedkitStrategy(Strategy):
             "secagg-bytes-up": int(sum(outcome.bytes_up.values())),
             "secagg-bytes-down": int(sum(outcome.bytes_down.values())),
         })
+        if outcome.clipped_fraction is not None:
+            metrics["secagg-clipped-fraction"] = float(outcome.clipped_fraction)
         new_arrays = self.fold_secure_sum(server_round, outcome)
         if new_arrays is None:
             level = logging.WARNING if outcome.weighted_sum is None else logging.INFO

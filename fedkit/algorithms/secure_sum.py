@@ -27,11 +27,15 @@ class VectorSpec:
     server divides the unmasked sum by ``prescale`` again. ``offset`` turns a local model
     into an update (small values, so the clipping range can be tight); ``prescale`` brings
     FedLaAvg's ΔG_i to the scale of a model update (prescale = the round's learning rate).
+    With ``count_clipped`` the client appends ``clip * c / m`` to ``v`` (c of its m values lie
+    outside the clipping range; the element itself never does), so the unmasked sum also
+    yields the weighted mean fraction of clipped values, and no client's own count is revealed.
     """
 
     offset: bool = True
     prescale: float = 1.0
     weighting: str = "num-examples"
+    count_clipped: bool = False
 
     def __post_init__(self) -> None:
         if not self.prescale > 0:
@@ -59,6 +63,8 @@ class SecureSum:
             waiting for the replies, and the server's own work on them (abort: without it).
         bytes_up: Per stage, protocol bytes received from all clients.
         bytes_down: Per stage, protocol bytes sent to all clients (model excluded).
+        clipped_fraction: The contributors' weighted mean fraction of values that the
+            clipping range cut (``VectorSpec.count_clipped``), else None.
     """
 
     weighted_sum: np.ndarray | None
@@ -71,3 +77,4 @@ class SecureSum:
     stage_seconds: dict[str, float]
     bytes_up: dict[str, int]
     bytes_down: dict[str, int]
+    clipped_fraction: float | None = None

@@ -224,3 +224,25 @@ def test_an_aborted_round_keeps_the_model_and_the_run_goes_on(tmp_path, caplog):
 def test_config_refuses_what_secure_aggregation_cannot_do(changes, match):
     with pytest.raises(ConfigError, match=match):
         RunConfig(secure_aggregation=True, **changes)
+
+
+# -- a clipping range that cuts is never silent ----------------------------------------------
+@pytest.mark.parametrize("clip", [0.25, 1.0])
+def test_the_share_of_clipped_values_is_counted_and_reported(clip, caplog):
+    with caplog.at_level(logging.WARNING):
+        outcome = secure_round(toy_app, SecureAggregationSettings(clip=clip))
+    cut = {c: np.count_nonzero(np.abs(VECTORS[c]) > clip) / DIM for c in CLIENTS}
+    expected = sum(WEIGHTS[c] * cut[c] for c in CLIENTS) / sum(WEIGHTS[c] for c in CLIENTS)
+    # one quantum of the weight-scaled count element per client, relative to the total weight
+    assert outcome.clipped_fraction == pytest.approx(expected, abs=1e-6)
+    assert ("were cut to the clipping range" in caplog.text) == (expected > 0)
+    clipped_sum = sum(WEIGHTS[c] * np.clip(VECTORS[c], -clip, clip) for c in CLIENTS)
+    np.testing.assert_allclose(outcome.weighted_sum, clipped_sum, atol=1e-3)
+
+
+def test_a_run_records_the_clipped_share_per_round(tmp_path):
+    cfg = RunConfig(name="clip", output_dir=str(tmp_path / "clip"), secure_aggregation=True,
+                    secagg_clip=1e-4, **{**SMALL, "rounds": 2})
+    run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed, engine="sequential")
+    rounds = read_results(cfg.results_dir)["rounds"]
+    assert all(0.5 < r["secagg_clipped_fraction"] <= 1.0 for r in rounds)

@@ -80,6 +80,8 @@ def _round_record(cfg: RunConfig, outcome: RoundOutcome) -> dict:
         record["secagg_aborted"] = bool(train["secagg-aborted"])
         record["secagg_seconds"] = float(train["secagg-seconds"])
         record["secagg_bytes_up"] = int(train["secagg-bytes-up"])
+        if "secagg-clipped-fraction" in train:
+            record["secagg_clipped_fraction"] = float(train["secagg-clipped-fraction"])
     if outcome.central_metrics is not None:
         record["test_loss"] = outcome.central_metrics["test-loss"]
         record["test_accuracy"] = outcome.central_metrics["test-accuracy"]

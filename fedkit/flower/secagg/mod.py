@@ -51,13 +51,15 @@ def is_secure_stage(msg: Message, stage: Stage | None = None) -> bool:
 
 def vector_spec_fields(spec: VectorSpec) -> dict:
     """``spec`` as entries of the masked-input request record."""
-    return {"offset": spec.offset, "prescale": float(spec.prescale), "weighting": spec.weighting}
+    return {"offset": spec.offset, "prescale": float(spec.prescale), "weighting": spec.weighting,
+            "count-clipped": spec.count_clipped}
 
 
 def _vector_spec(record: ConfigRecord) -> VectorSpec:
     try:
         return VectorSpec(offset=bool(record["offset"]), prescale=float(record["prescale"]),
-                          weighting=str(record["weighting"]))
+                          weighting=str(record["weighting"]),
+                          count_clipped=bool(record.get("count-clipped", False)))
     except (KeyError, TypeError, ValueError) as exc:
         raise SecAggProtocolError(f"masked-input request without a valid vector spec: {exc}"
                                   ) from exc
@@ -66,6 +68,10 @@ def _vector_spec(record: ConfigRecord) -> VectorSpec:
 def secure_vector(spec: VectorSpec, config: SecAggConfig, client_id: int,
                   sent: ArrayRecord | None, reply: RecordDict) -> tuple[np.ndarray, float]:
     """The vector a client masks and its weight, from its train reply (see VectorSpec).
+
+    With ``spec.count_clipped`` the vector ends with ``clip * c / m``: c of its m values lie
+    outside ``[-config.clip, config.clip]`` or on its bound (a value a client clipped itself
+    before, as FedLaAvg's client-delta mode does, sits on the bound).
 
     Raises:
         SecAggProtocolError: Wrong length, a missing ``num-examples`` metric, a weight above
@@ -82,6 +88,12 @@ def secure_vector(spec: VectorSpec, config: SecAggConfig, client_id: int,
                 f"reply has {vector.size} values, the received arrays {base.size}")
         vector -= base
     vector *= spec.prescale
+    if spec.count_clipped:
+        if vector.size + 1 != config.vector_length:
+            raise SecAggProtocolError(f"reply has {vector.size} values, expected "
+                                      f"{config.vector_length - 1} (and the clip count)")
+        clipped = np.count_nonzero(np.abs(vector) >= config.clip * (1 - 1e-9))
+        vector = np.append(vector, config.clip * clipped / vector.size)
     if spec.weighting == "uniform":
         return vector, 1.0
     metrics = reply.metric_records.get(METRICS_KEY)

@@ -116,6 +116,7 @@ class SecureAggregation:
             server_round: The round (bound into every key as the protocol's round id).
             timeout: Per-stage timeout of ``send_and_receive``.
         """
+        spec = dataclasses.replace(spec, count_clipped=True)  # a cut range is never silent
         nodes = {cid: msg.metadata.dst_node_id for msg, cid in messages}
         content = {cid: msg.content for msg, cid in messages}
         # the outcome reports protocol bytes (the transport counts them), not whole contents
@@ -158,7 +159,8 @@ class SecureAggregation:
                       f"{len(nodes)} selected")
             logger.error("round %s aborted: %s", server_round, reason)
             return outcome(None, 0.0, (), reason)
-        config = self.settings.protocol_config(len(nodes), vector_length, round_id=server_round,
+        length = vector_length + 1 if spec.count_clipped else vector_length
+        config = self.settings.protocol_config(len(nodes), length, round_id=server_round,
                                                run_id=int(getattr(grid.run, "run_id", 0) or 0),
                                                weighted=spec.weighting != "uniform")
         transport = FlowerStages(exchange, config, hooks=hooks)
@@ -167,9 +169,20 @@ class SecureAggregation:
         except SecAggAbort as exc:
             logger.error("secure aggregation round %s aborted: %s", server_round, exc)
             return outcome(None, 0.0, (), str(exc), transport)
-        total = run.result.weighted_sum / spec.prescale
-        return outcome(total, run.result.total_weight, run.result.survivors, None, transport,
-                       run.server_seconds)
+        total, weight = run.result.weighted_sum, run.result.total_weight
+        clipped = None
+        if spec.count_clipped:
+            clipped = float(total[-1] / (config.clip * weight)) if weight else 0.0
+            total = total[:-1]
+            if clipped > 0:
+                logger.warning("secure aggregation round %s: %.3g%% of the values were cut to "
+                               "the clipping range [-%g, %g] (weighted mean over %s clients); "
+                               "raise secagg_clip if the updates are legitimately larger",
+                               server_round, 100 * clipped, config.clip, config.clip,
+                               len(run.result.survivors))
+        return dataclasses.replace(
+            outcome(total / spec.prescale, weight, run.result.survivors, None, transport,
+                    run.server_seconds), clipped_fraction=clipped)
 
 
 def secure_train_fn(strategy: FedkitStrategy, grid: Grid, settings: SecureAggregationSettings,
