@@ -36,7 +36,7 @@ from flwr.serverapp.strategy import Strategy
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.algorithms.replies import ARRAYS_KEY, Rejection, TrainReply, validate_train_replies
 from fedkit.algorithms.sampling import sample_uniform
-from fedkit.algorithms.secure_sum import SecureSum, VectorSpec
+from fedkit.algorithms.secure_sum import SecureSum, VectorSpec, read_secure_sum
 
 __all__ = ["FedkitStrategy", "REPLY_MODEL", "REPLY_GRADIENT_DELTA"]
 
@@ -199,9 +199,18 @@ class FedkitStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Validate the replies, fold the accepted ones, and report what happened."""
+        """Validate the replies, fold the accepted ones, and report what happened.
+
+        Under secure aggregation the grid answers with the round's unmasked sum instead of the
+        clients' replies (:class:`fedkit.flower.secagg.grid.SecureAggregationGrid`); it is
+        folded by :meth:`aggregate_secure`.
+        """
         if self._reference is None:
             raise RuntimeError("aggregate_train called before configure_train")
+        replies = list(replies)
+        outcome = read_secure_sum(replies)
+        if outcome is not None:
+            return self.aggregate_secure(server_round, outcome)
         accepted, rejected = validate_train_replies(
             replies, sent=self._sent_this_round(), reference=self._reference
         )

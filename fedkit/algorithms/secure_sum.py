@@ -10,10 +10,17 @@ server needs only the sum of the selected clients' ΔG_i) says how clients form 
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterable
 
 import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
-__all__ = ["SecureSum", "VectorSpec"]
+__all__ = ["SECURE_SUM_KEY", "SecureSum", "VectorSpec", "read_secure_sum",
+           "secure_sum_content"]
+
+SECURE_SUM_KEY = "fedkit.secure-sum"
+"""Record name of a :class:`SecureSum` carried as a reply (:func:`secure_sum_content`)."""
 
 _WEIGHTINGS = ("num-examples", "uniform")
 
@@ -78,3 +85,31 @@ class SecureSum:
     bytes_up: dict[str, int]
     bytes_down: dict[str, int]
     clipped_fraction: float | None = None
+
+
+def secure_sum_content(outcome: SecureSum) -> RecordDict:
+    """``outcome`` as the content of one reply: how a grid that runs secure aggregation
+    (:class:`fedkit.flower.secagg.grid.SecureAggregationGrid`) hands the round's unmasked sum
+    to a fedkit strategy (:func:`read_secure_sum`)."""
+    fields = {f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)
+              if f.name != "weighted_sum"}
+    fields["failed"] = {str(k): v for k, v in outcome.failed.items()}
+    content = RecordDict({SECURE_SUM_KEY: ConfigRecord({"outcome": json.dumps(fields)})})
+    if outcome.weighted_sum is not None:
+        content[f"{SECURE_SUM_KEY}.sum"] = ArrayRecord(
+            {"sum": Array(np.asarray(outcome.weighted_sum, np.float64))})
+    return content
+
+
+def read_secure_sum(replies: Iterable[Message]) -> SecureSum | None:
+    """The :class:`SecureSum` among ``replies`` (see :func:`secure_sum_content`), else None."""
+    for reply in replies:
+        if not reply.has_content() or SECURE_SUM_KEY not in reply.content.config_records:
+            continue
+        fields = json.loads(str(reply.content.config_records[SECURE_SUM_KEY]["outcome"]))
+        fields["failed"] = {int(k): v for k, v in fields["failed"].items()}
+        for name in ("contributors", "trained", "state_lost"):
+            fields[name] = tuple(fields[name])
+        total = reply.content.array_records.get(f"{SECURE_SUM_KEY}.sum")
+        return SecureSum(weighted_sum=None if total is None else total["sum"].numpy(), **fields)
+    return None

@@ -35,11 +35,8 @@ from fedkit.flower.apps.client_app import app as client_app
 from fedkit.flower.apps.client_delta import GradientStore
 from fedkit.flower.apps.server_app import make_strategy
 from fedkit.flower.apps.task import arrays_of, load_data, new_model
-from fedkit.flower.secagg.workflow import (
-    SecureAggregation,
-    SecureAggregationSettings,
-    secure_train_fn,
-)
+from fedkit.flower.secagg.grid import secure_train_fn
+from fedkit.flower.secagg.workflow import SecureAggregation, SecureAggregationSettings
 from fedkit.privacy.secagg import Stage
 
 N = 8

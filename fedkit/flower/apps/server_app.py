@@ -36,7 +36,8 @@ from fedkit.flower.apps.task import (
     new_model,
 )
 from fedkit.flower.runtime.availability import AvailabilityGrid
-from fedkit.flower.secagg.workflow import SecureAggregationSettings, secure_train_fn
+from fedkit.flower.secagg.grid import SecureAggregationGrid
+from fedkit.flower.secagg.workflow import SecureAggregationSettings
 from fedkit.training import evaluate
 
 __all__ = ["app", "run_server", "make_strategy"]
@@ -152,10 +153,9 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
                 log.scenario_card = _scenario_card(cfg, data, info, log)[0]
                 log.write(cfg.results_dir)
 
-    train_fn = None
     if cfg.secure_aggregation:
-        train_fn = secure_train_fn(strategy, grid, SecureAggregationSettings.from_run_config(cfg),
-                                   timeout=cfg.round_timeout)
+        grid = SecureAggregationGrid(grid, SecureAggregationSettings.from_run_config(cfg),
+                                     strategy=strategy, timeout=cfg.round_timeout)
     run_rounds(
         strategy,
         grid,
@@ -168,7 +168,6 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
         on_round=on_round,
         before_round=before_round,
         first_round=first_round,
-        train_fn=train_fn,
     )
     card, available, participated = _scenario_card(cfg, data, info, log)
     log.scenario_card = card

@@ -31,7 +31,6 @@ import numpy as np
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.replies import METRICS_KEY, STATE_LOST_KEY
 from fedkit.algorithms.secure_sum import SecureSum, VectorSpec
 from fedkit.flower.secagg.exchange import Exchange, FlowerStages, StageHooks
@@ -40,7 +39,7 @@ from fedkit.flower.secagg.records import EXCHANGE_RECORD
 from fedkit.privacy.graph import neighbourhood_size
 from fedkit.privacy.secagg import SecAggAbort, SecAggConfig, SecAggServer, Stage, run_stages
 
-__all__ = ["SecureAggregation", "SecureAggregationSettings", "secure_train_fn"]
+__all__ = ["SecureAggregation", "SecureAggregationSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,23 +182,3 @@ class SecureAggregation:
         return dataclasses.replace(
             outcome(total / spec.prescale, weight, run.result.survivors, None, transport,
                     run.server_seconds), clipped_fraction=clipped)
-
-
-def secure_train_fn(strategy: FedkitStrategy, grid: Grid, settings: SecureAggregationSettings,
-                    timeout: float | None = None):
-    """A :data:`~fedkit.flower.apps.loop.TrainFn` that trains each round under secure aggregation.
-
-    Raises:
-        ValueError: If ``strategy`` needs individual client updates.
-    """
-    strategy.enable_secure_aggregation(settings.clip)
-    aggregation = SecureAggregation(settings)
-
-    def train(server_round: int, messages: list[Message]):
-        outcome = aggregation.run(grid, strategy.sent_messages(),
-                                  spec=strategy.secure_vector_spec(server_round),
-                                  vector_length=strategy.vector_length,
-                                  server_round=server_round, timeout=timeout)
-        return strategy.aggregate_secure(server_round, outcome)
-
-    return train
