@@ -142,7 +142,8 @@ class SecureAggregation:
 
         def outcome(total: np.ndarray | None, weight: float, contributors,
                     aborted: str | None, transport: FlowerStages | None = None,
-                    server_seconds: Mapping[Stage, float] | None = None) -> SecureSum:
+                    server_seconds: Mapping[Stage, float] | None = None,
+                    clipped: float | None = None) -> SecureSum:
             if transport is None:
                 return SecureSum(total, weight, (), (), dict(exchange.failed), (), aborted,
                                  {}, {}, {})
@@ -151,15 +152,15 @@ class SecureAggregation:
             return SecureSum(total, weight, tuple(sorted(contributors)),
                              transport.sent_to(Stage.MASKED_INPUT), dict(exchange.failed),
                              tuple(sorted(state_lost)), aborted, seconds,
-                             dict(transport.payload_up), dict(transport.payload_down))
+                             dict(transport.payload_up), dict(transport.payload_down), clipped)
 
         if len(nodes) < 2:
             reason = (f"secure aggregation needs at least 2 clients in a round, "
                       f"{len(nodes)} selected")
             logger.error("round %s aborted: %s", server_round, reason)
             return outcome(None, 0.0, (), reason)
-        length = vector_length + 1 if spec.count_clipped else vector_length
-        config = self.settings.protocol_config(len(nodes), length, round_id=server_round,
+        config = self.settings.protocol_config(len(nodes), vector_length + 1,  # + clip count
+                                               round_id=server_round,
                                                run_id=int(getattr(grid.run, "run_id", 0) or 0),
                                                weighted=spec.weighting != "uniform")
         transport = FlowerStages(exchange, config, hooks=hooks)
@@ -169,16 +170,11 @@ class SecureAggregation:
             logger.error("secure aggregation round %s aborted: %s", server_round, exc)
             return outcome(None, 0.0, (), str(exc), transport)
         total, weight = run.result.weighted_sum, run.result.total_weight
-        clipped = None
-        if spec.count_clipped:
-            clipped = float(total[-1] / (config.clip * weight)) if weight else 0.0
-            total = total[:-1]
-            if clipped > 0:
-                logger.warning("secure aggregation round %s: %.3g%% of the values were cut to "
-                               "the clipping range [-%g, %g] (weighted mean over %s clients); "
-                               "raise secagg_clip if the updates are legitimately larger",
-                               server_round, 100 * clipped, config.clip, config.clip,
-                               len(run.result.survivors))
-        return dataclasses.replace(
-            outcome(total / spec.prescale, weight, run.result.survivors, None, transport,
-                    run.server_seconds), clipped_fraction=clipped)
+        clipped = float(total[-1] / (config.clip * weight)) if weight else 0.0
+        if clipped > 0:
+            logger.warning("secure aggregation round %s: %.3g%% of the values were cut to the "
+                           "clipping range [-%g, %g] (weighted mean over %s clients); raise "
+                           "secagg_clip if the updates are legitimately larger", server_round,
+                           100 * clipped, config.clip, config.clip, len(run.result.survivors))
+        return outcome(total[:-1] / spec.prescale, weight, run.result.survivors, None,
+                       transport, run.server_seconds, clipped)
