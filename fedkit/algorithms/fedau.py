@@ -30,15 +30,21 @@ __all__ = ["FedAU"]
 
 
 class FedAU(FedkitStrategy):
-    """FedAU: participation-adaptive weights omega_n ~ 1/p_n."""
+    """FedAU: participation-adaptive weights omega_n ~ 1/p_n.
+
+    Args as :class:`~fedkit.algorithms.base.FedkitStrategy` (``num_clients`` required), plus
+    ``cutoff`` (the interval estimate's cut-off K) and ``server_lr``.
+    """
 
     name = "fedau"
+    fixed_num_clients = ("its step x += server_lr (1/N) sum_n omega_n Delta_n divides by N "
+                         "and keeps one participation estimate per client")
 
-    def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
-                 cutoff: int = 50, server_lr: float = 1.0,
-                 directory: ClientDirectory | None = None) -> None:
+    def __init__(self, *, clients_per_round: int | None = None, num_clients: int | None = None,
+                 seed: int = 0, cutoff: int = 50, server_lr: float = 1.0,
+                 directory: ClientDirectory | None = None, **options: Any) -> None:
         super().__init__(clients_per_round=clients_per_round, num_clients=num_clients,
-                         seed=seed, directory=directory)
+                         seed=seed, directory=directory, **options)
         self.server_lr = server_lr
         self.model = ServerModel()
         self.state: FedAUState = fedau_init(num_clients, cutoff=cutoff)

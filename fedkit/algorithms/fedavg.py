@@ -15,6 +15,7 @@ local models. The arithmetic is :func:`weighted_mean` (numpy, float64 accumulati
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
@@ -66,24 +67,36 @@ def weighted_mean(
 class FedAvg(FedkitStrategy):
     """FedAvg with seeded sampling by stable client id and validated replies.
 
+    ``FedAvg()`` with no arguments behaves like Flower's ``FedAvg()``: every online node
+    trains and evaluates (at least 2, waiting for 2), N is learned from the grid, replies are
+    weighted by ``num-examples`` -- but sampling is seeded and replies are validated.
+
     Args:
-        clients_per_round: K; all available clients are used when fewer are online.
-        num_clients: N, the size of the federation (valid client ids are 0..N-1).
+        clients_per_round: K; all available clients are used when fewer are online. None:
+            Flower's ``fraction_train``/``min_train_nodes``.
+        num_clients: N, the size of the federation (valid client ids are 0..N-1); None:
+            learned (FedAvg's rule does not use N).
         seed: Root seed of the sampling streams.
-        weighting: ``"num-examples"`` (McMahan et al.) or ``"uniform"`` (Yan et al.'s baseline).
+        weighting: ``"num-examples"`` (McMahan et al.; the weight is the reply's
+            ``weighted_by_key`` metric) or ``"uniform"`` (Yan et al.'s baseline).
         directory: Node-id to client-id map; a new one is made if omitted.
+        **options: Flower's ``FedAvg`` arguments (``fraction_train``, ``fraction_evaluate``,
+            ``min_train_nodes``, ``min_evaluate_nodes``, ``min_available_nodes``,
+            ``weighted_by_key``, ``arrayrecord_key``, ``configrecord_key``,
+            ``train_metrics_aggr_fn``, ``evaluate_metrics_aggr_fn``): see
+            :class:`~fedkit.algorithms.base.FedkitStrategy`.
     """
 
     name = "fedavg"
     supports_secure_aggregation = True
 
-    def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
-                 weighting: str = "num-examples",
-                 directory: ClientDirectory | None = None) -> None:
+    def __init__(self, *, clients_per_round: int | None = None, num_clients: int | None = None,
+                 seed: int = 0, weighting: str = "num-examples",
+                 directory: ClientDirectory | None = None, **options: Any) -> None:
         if weighting not in _WEIGHTINGS:
             raise ValueError(f"weighting = {weighting!r}, expected one of {list(_WEIGHTINGS)}")
         super().__init__(clients_per_round=clients_per_round, num_clients=num_clients,
-                         seed=seed, directory=directory)
+                         seed=seed, directory=directory, **options)
         self.weighting = weighting
 
     def aggregate(self, server_round: int, accepted: list[TrainReply],

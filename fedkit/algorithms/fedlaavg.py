@@ -57,25 +57,32 @@ class FedLaAvg(FedkitStrategy):
     """FedLaAvg: average the latest update of every client, stale or not.
 
     Args:
-        clients_per_round: K.
-        num_clients: N.
+        clients_per_round: K (None: Flower's ``fraction_train``/``min_train_nodes``).
+        num_clients: N, required (g_bar divides by it).
         seed: Root seed (tie-breaking in the longest-waiting selection).
         mode: ``"client-delta"`` or ``"server-table"``.
         warmup_rounds: Rounds that fold updates without stepping the model.
         directory: Node-id to client-id map.
+        **options: Flower's ``FedAvg`` arguments; see
+            :class:`~fedkit.algorithms.base.FedkitStrategy`.
+
+    The train config must hold the round's ``lr`` (Flower: ``train_config``).
     """
 
     name = "fedlaavg"
+    needs_lr = True
+    fixed_num_clients = ("its update steps along g_bar = (1/N) sum_i G_i, the mean of the "
+                         "latest update of all N clients, never-seen ones counting as zero")
 
-    def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
-                 mode: str = "client-delta", warmup_rounds: int = 0,
-                 directory: ClientDirectory | None = None) -> None:
+    def __init__(self, *, clients_per_round: int | None = None, num_clients: int | None = None,
+                 seed: int = 0, mode: str = "client-delta", warmup_rounds: int = 0,
+                 directory: ClientDirectory | None = None, **options: Any) -> None:
         if mode not in MODES:
             raise ValueError(f"mode = {mode!r}, expected one of {list(MODES)}")
         if warmup_rounds < 0:
             raise ValueError(f"warmup_rounds = {warmup_rounds}, expected >= 0")
         super().__init__(clients_per_round=clients_per_round, num_clients=num_clients,
-                         seed=seed, directory=directory)
+                         seed=seed, directory=directory, **options)
         self.mode = mode
         self.reply_kind = REPLY_GRADIENT_DELTA if mode == "client-delta" else REPLY_MODEL
         self.warmup_rounds = warmup_rounds
@@ -93,9 +100,10 @@ class FedLaAvg(FedkitStrategy):
                                        server_table=self.mode == "server-table")
         return sent
 
-    def select_clients(self, server_round: int, online: Iterable[int]) -> list[int]:
-        """The K available clients that waited longest (never-seen first)."""
-        return longest_waiting(self.state.last_round, online, self.clients_per_round,
+    def select_clients(self, server_round: int, online: Iterable[int],
+                       sample_size: int) -> list[int]:
+        """The ``sample_size`` available clients that waited longest (never-seen first)."""
+        return longest_waiting(self.state.last_round, online, sample_size,
                                seed=self.seed, server_round=server_round)
 
     @property

@@ -30,14 +30,21 @@ __all__ = ["FedVARP"]
 
 
 class FedVARP(FedkitStrategy):
-    """FedVARP: a latest-update table as a control variate for the sampled clients."""
+    """FedVARP: a latest-update table as a control variate for the sampled clients.
+
+    Args as :class:`~fedkit.algorithms.base.FedkitStrategy` (``num_clients`` required), plus
+    ``server_lr``.
+    """
 
     name = "fedvarp"
+    fixed_num_clients = ("its control variate (1/N) sum_j y_j averages a table with one row "
+                         "per client")
 
-    def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
-                 server_lr: float = 1.0, directory: ClientDirectory | None = None) -> None:
+    def __init__(self, *, clients_per_round: int | None = None, num_clients: int | None = None,
+                 seed: int = 0, server_lr: float = 1.0,
+                 directory: ClientDirectory | None = None, **options: Any) -> None:
         super().__init__(clients_per_round=clients_per_round, num_clients=num_clients,
-                         seed=seed, directory=directory)
+                         seed=seed, directory=directory, **options)
         self.server_lr = server_lr
         self.model = ServerModel()
         self.state: FedVARPState | None = None

@@ -31,14 +31,23 @@ __all__ = ["Mifa"]
 
 
 class Mifa(FedkitStrategy):
-    """MIFA: a latest-update table over all N devices, averaged every round."""
+    """MIFA: a latest-update table over all N devices, averaged every round.
+
+    Args as :class:`~fedkit.algorithms.base.FedkitStrategy` (``num_clients`` required), plus
+    ``wait_for_all``: hold the model until every device has replied once. The train config
+    must hold the round's ``lr``.
+    """
 
     name = "mifa"
+    needs_lr = True
+    fixed_num_clients = ("its step averages the latest update of all N devices, "
+                         "(1/N) sum_i G_i, over a table with one row per device")
 
-    def __init__(self, *, clients_per_round: int, num_clients: int, seed: int = 0,
-                 wait_for_all: bool = True, directory: ClientDirectory | None = None) -> None:
+    def __init__(self, *, clients_per_round: int | None = None, num_clients: int | None = None,
+                 seed: int = 0, wait_for_all: bool = True,
+                 directory: ClientDirectory | None = None, **options: Any) -> None:
         super().__init__(clients_per_round=clients_per_round, num_clients=num_clients,
-                         seed=seed, directory=directory)
+                         seed=seed, directory=directory, **options)
         self.wait_for_all = wait_for_all
         self.model = ServerModel()
         self.state: MifaState | None = None

@@ -3,8 +3,8 @@
 Flower's own strategies sample with the unseeded global ``random`` module (flwrlabs/flower#1845),
 so two runs with the same seed pick different clients. fedkit samples from the sorted *stable
 client ids* (never Flower node ids, which change between runs) with a stream derived from
-``(seed, "sample-clients", round)``: the same seed and the same online set give the same
-clients on every runtime.
+``(seed, "sample-clients", round)`` (federated evaluation: ``"sample-evaluate"``): the same
+seed and the same online set give the same clients on every runtime.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ __all__ = ["sample_uniform"]
 
 
 def sample_uniform(
-    available: Iterable[int], num_clients: int, *, seed: int, server_round: int
+    available: Iterable[int], num_clients: int, *, seed: int, server_round: int,
+    purpose: str = "sample-clients",
 ) -> list[int]:
     """Pick ``num_clients`` client ids uniformly without replacement among ``available``.
 
@@ -31,6 +32,8 @@ def sample_uniform(
         num_clients: K, the number of clients wanted (>= 1).
         seed: The run's root seed.
         server_round: The current round (1-based); each round has its own stream.
+        purpose: Names the stream: ``"sample-clients"`` (training) or ``"sample-evaluate"``
+            (federated evaluation), so the two draws are independent.
 
     Returns:
         The chosen client ids, sorted ascending.
@@ -50,6 +53,6 @@ def sample_uniform(
         raise ValueError(f"available client ids hold duplicates: {pool.tolist()}")
     if pool.size <= num_clients:
         return pool.tolist()
-    rng = numpy_rng(seed, "sample-clients", server_round)
+    rng = numpy_rng(seed, purpose, server_round)
     chosen = rng.choice(pool, size=num_clients, replace=False)
     return sorted(int(c) for c in chosen)

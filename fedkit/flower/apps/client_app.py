@@ -17,6 +17,10 @@ Handlers:
   :data:`~fedkit.flower.apps.batched_train.train_batch_handler`, registered with the same
   mods (:mod:`fedkit.flower.runtime.batching`; ``secagg_mod`` batches through
   :mod:`fedkit.flower.secagg.batching`).
+* ``evaluate``: federated evaluation of the received arrays on this client's share of the
+  test set (every N-th test sample from its client id on: ``test[client_id::N]``); replies
+  ``eval_loss``, ``eval_acc`` and ``num-examples``. A client that the client-side availability
+  scenario marks offline declines, as for ``train``.
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
   (:mod:`fedkit.flower.submodel.client`).
@@ -24,17 +28,31 @@ Handlers:
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 import fedkit.flower.secagg.batching  # noqa: F401 - gives secagg_mod its wrap_batch
 from fedkit.algorithms.directory import CLIENT_ID_KEY
+from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.flower.apps.batched_train import train_batch_handler
-from fedkit.flower.apps.client_train import finish_train, prepare_train, train_task
-from fedkit.flower.apps.task import client_id_of, node_run_config
+from fedkit.flower.apps.client_train import (
+    ClientOffline,
+    finish_train,
+    prepare_train,
+    train_task,
+)
+from fedkit.flower.apps.task import (
+    availability_model,
+    client_id_of,
+    load_data,
+    model_with_arrays,
+    node_run_config,
+)
 from fedkit.flower.runtime.batching import batchable
 from fedkit.flower.secagg.mod import secagg_mod
 from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
+from fedkit.training import evaluate as evaluate_model
 
 __all__ = ["TRAIN_MODS", "app"]
 
@@ -65,3 +83,27 @@ def train(msg: Message, context: Context) -> Message:
 
 
 batchable(app, "train", train_batch_handler, mods=TRAIN_MODS)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the received arrays on this client's share of the test set.
+
+    Raises:
+        ClientOffline: If client-side availability enforcement says the client is offline.
+    """
+    cfg = node_run_config(context)
+    client_id = client_id_of(context, cfg.num_clients)
+    data = load_data(cfg)
+    if cfg.availability_enforce == "client" and cfg.availability != "always":
+        server_round = int(msg.content["config"]["server-round"])
+        if not availability_model(cfg, data).available(server_round)[client_id]:
+            raise ClientOffline(f"client {client_id} is offline in round {server_round} "
+                                f"according to availability scenario {cfg.availability!r}; "
+                                "it declines the work")
+    indices = np.arange(client_id, len(data.test.y), cfg.num_clients)
+    result = evaluate_model(model_with_arrays(cfg, data, msg.content[ARRAYS_KEY]), data.test,
+                            indices=indices)
+    metrics = MetricRecord({"eval_loss": result.loss, "eval_acc": result.accuracy,
+                            "num-examples": result.num_examples})
+    return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)

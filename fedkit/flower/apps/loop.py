@@ -7,6 +7,11 @@ runs need on top: the round's training config from a function of the round (lear
 decay), central evaluation only every ``eval_every`` rounds, a per-round callback for
 results logging and progress, and a replaceable training step (``train_fn``: secure
 aggregation runs its four stages there instead of one ``send_and_receive``).
+
+Nothing in it is fedkit-specific: Flower's own strategies run in it as under their
+``Strategy.start``, and an exception of the strategy -- e.g. a fedkit strategy's
+:class:`~fedkit.algorithms.contract.ContractError` when every reply of a round broke the
+message contract -- ends the loop, and with it the ServerApp (docs/flower.md, "Strategies").
 """
 
 from __future__ import annotations

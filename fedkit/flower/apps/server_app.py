@@ -48,9 +48,13 @@ app = ServerApp()
 
 
 def make_strategy(cfg: RunConfig, directory: ClientDirectory | None = None) -> FedkitStrategy:
-    """The strategy named by ``cfg.algorithm``, configured from the run config."""
+    """The strategy named by ``cfg.algorithm``, configured from the run config.
+
+    fedkit's runs evaluate centrally on the test set (``eval_every``), so federated
+    evaluation is off (``fraction_evaluate = 0``).
+    """
     common = {"clients_per_round": cfg.clients_per_round, "num_clients": cfg.num_clients,
-              "seed": cfg.seed, "directory": directory}
+              "seed": cfg.seed, "directory": directory, "fraction_evaluate": 0.0}
     if cfg.algorithm == "fedavg":
         return FedAvg(weighting=cfg.weighting, **common)
     if cfg.algorithm == "fedlaavg":
