@@ -3,20 +3,20 @@
 Handlers:
 
 * ``train``: load the global arrays, run local SGD with the round's learning rate from the
-  server's config and the static settings of the run config, reply with the local model (or,
-  when the server asks for ``reply = "gradient-delta"``, FedLaAvg's ΔG_i: see
-  :mod:`fedkit.flower.apps.client_delta`) and the metrics ``num-examples``, ``train-loss`` and
-  ``num-steps`` (the steps are in :mod:`fedkit.flower.apps.client_train`). The minibatch
+  server's config and the static settings of the run config, reply with the local model and
+  the metrics ``num-examples``, ``train-loss`` and ``num-steps`` (the steps are in
+  :mod:`fedkit.flower.apps.client_train`). FedLaAvg's client-delta mode is
+  :func:`~fedkit.flower.apps.client_delta.fedlaavg_mod` around it, as in any user's
+  ClientApp: it turns the model into ΔG_i and keeps G_i. The minibatch
   order comes from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply
   depends only on the seed, the round, its id and the model it received -- not on the runtime.
-  Under secure aggregation the handler runs inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
+  Under secure aggregation both run inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
   which masks the reply; with ``delta-bound`` in the config, ΔG_i is clipped to that bound
   and the client stores G_i^old + the clipped ΔG_i -- exactly what the server folds.
   ``train`` is batchable: a grid that executes messages together (the batched in-process
   engine) trains a round's clients in one computation through
   :data:`~fedkit.flower.apps.batched_train.train_batch_handler`, registered with the same
-  mods (:mod:`fedkit.flower.runtime.batching`; ``secagg_mod`` batches through
-  :mod:`fedkit.flower.secagg.batching`).
+  mods (:mod:`fedkit.flower.runtime.batching`; each mod batches through its ``wrap_batch``).
 * ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
   (:mod:`fedkit.flower.submodel.client`).
@@ -30,6 +30,7 @@ from flwr.clientapp import ClientApp
 import fedkit.flower.secagg.batching  # noqa: F401 - gives secagg_mod its wrap_batch
 from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.flower.apps.batched_train import train_batch_handler
+from fedkit.flower.apps.client_delta import fedlaavg_mod
 from fedkit.flower.apps.client_train import finish_train, prepare_train, train_task
 from fedkit.flower.apps.task import client_id_of, node_run_config
 from fedkit.flower.runtime.batching import batchable
@@ -38,8 +39,9 @@ from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
 
 __all__ = ["TRAIN_MODS", "app"]
 
-TRAIN_MODS = [secagg_mod]
-"""The mods around the ``train`` handler, in Flower and in its batch handler alike."""
+TRAIN_MODS = [secagg_mod, fedlaavg_mod]
+"""The mods around the ``train`` handler, in Flower and in its batch handler alike (client
+clip -> mask: ``secagg_mod`` outermost)."""
 
 app = ClientApp()
 app.train("submodel")(submodel_train)
@@ -56,12 +58,10 @@ def query_client_id(msg: Message, context: Context) -> Message:
 
 @app.train(mods=TRAIN_MODS)
 def train(msg: Message, context: Context) -> Message:
-    """Run local SGD from the received model; reply with the local model or ΔG_i."""
+    """Run local SGD from the received model; reply with the local model."""
     task = prepare_train(msg, context)
-    if isinstance(task, RecordDict):
-        return Message(task, reply_to=msg)
     local, result = train_task(task)
-    return Message(finish_train(task, context, local, result), reply_to=msg)
+    return Message(finish_train(task, local, result), reply_to=msg)
 
 
 batchable(app, "train", train_batch_handler, mods=TRAIN_MODS)
