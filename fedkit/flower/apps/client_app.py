@@ -5,9 +5,9 @@ Handlers:
 * ``train``: load the global arrays, run local SGD with the round's learning rate from the
   server's config and the static settings of the run config, reply with the local model and
   the metrics ``num-examples``, ``train-loss`` and ``num-steps`` (the steps are in
-  :mod:`fedkit.flower.apps.client_train`). FedLaAvg's client-delta mode is
-  :func:`~fedkit.flower.apps.client_delta.fedlaavg_mod` around it, as in any user's
-  ClientApp: it turns the model into ΔG_i and keeps G_i. The minibatch
+  :mod:`fedkit.flower.apps.client_train`). FedLaAvg's client-delta mode is the public
+  :func:`~fedkit.flower.mods.fedlaavg_mod` around it, as in any user's ClientApp: it turns
+  the model into ΔG_i and keeps G_i. The minibatch
   order comes from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply
   depends only on the seed, the round, its id and the model it received -- not on the runtime.
   Under secure aggregation both run inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
@@ -17,24 +17,21 @@ Handlers:
   engine) trains a round's clients in one computation through
   :data:`~fedkit.flower.apps.batched_train.train_batch_handler`, registered with the same
   mods (:mod:`fedkit.flower.runtime.batching`; each mod batches through its ``wrap_batch``).
-* ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
+* ``query.client_id``: report the stable client id through the public
+  :func:`~fedkit.flower.mods.client_id_mod` (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
   (:mod:`fedkit.flower.submodel.client`).
 """
 
 from __future__ import annotations
 
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-import fedkit.flower.secagg.batching  # noqa: F401 - gives secagg_mod its wrap_batch
-from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.flower.apps.batched_train import train_batch_handler
-from fedkit.flower.apps.client_delta import fedlaavg_mod
 from fedkit.flower.apps.client_train import finish_train, prepare_train, train_task
-from fedkit.flower.apps.task import client_id_of, node_run_config
+from fedkit.flower.mods import fedlaavg_mod, register_client_id_query, secagg_mod
 from fedkit.flower.runtime.batching import batchable
-from fedkit.flower.secagg.mod import secagg_mod
 from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
 
 __all__ = ["TRAIN_MODS", "app"]
@@ -46,14 +43,7 @@ clip -> mask: ``secagg_mod`` outermost)."""
 app = ClientApp()
 app.train("submodel")(submodel_train)
 app.evaluate("submodel")(submodel_evaluate)
-
-
-@app.query("client_id")
-def query_client_id(msg: Message, context: Context) -> Message:
-    """Answer the server's directory with this node's stable client id."""
-    cfg = node_run_config(context)
-    client_id = client_id_of(context, cfg.num_clients)
-    return Message(RecordDict({"client": ConfigRecord({CLIENT_ID_KEY: client_id})}), reply_to=msg)
+register_client_id_query(app)
 
 
 @app.train(mods=TRAIN_MODS)
