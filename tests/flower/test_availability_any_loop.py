@@ -126,7 +126,7 @@ def online_clients(grid) -> set[int]:
 
 
 def node_of(grid, client: int) -> int:
-    return {c: n for n, c in grid.directory._client_of.items()}[client]
+    return grid.directory.online(grid.inner)[client]
 
 
 def test_the_round_advances_after_training_at_the_evaluate_or_empty_exchange(grid):
@@ -153,7 +153,6 @@ def test_a_round_with_nobody_to_train_still_closes(grid):
 
 
 def test_a_later_rounds_message_moves_the_grid_there_before_delivery(grid):
-    grid.get_node_ids()  # the directory learns the nodes
     offline_in_3 = node_of(grid, 1)
     online_in_3 = node_of(grid, 0)
     replies = grid.send_and_receive([message(offline_in_3, group="3"),
@@ -168,7 +167,8 @@ def test_a_later_rounds_message_moves_the_grid_there_before_delivery(grid):
 def test_set_round_overrides_inference(grid):
     grid.set_round(4)
     nodes = list(grid.get_node_ids())
-    assert {grid.directory._client_of[n] for n in nodes} == ONLINE[3]
+    client_of = {n: c for c, n in grid.directory.online(grid.inner).items()}
+    assert {client_of[n] for n in nodes} == ONLINE[3]
     grid.send_and_receive([message(n, server_round=4) for n in nodes])
     grid.send_and_receive([message(n, "evaluate", 4) for n in nodes])
     grid.send_and_receive([message(n, group="6") for n in nodes])
