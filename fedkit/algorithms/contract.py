@@ -88,7 +88,9 @@ def mismatch_fix(mismatch: Mismatch, *, delta_expected: bool = False,
     if mismatch is Mismatch.NO_QUERY_HANDLER:
         return (f"the ClientApp has no handler for 'query.client_id', the message by which "
                 f"fedkit strategies learn each node's stable client id; add {CLIENT_ID_MOD} "
-                f"to your ClientApp's mods (ClientApp(mods=[client_id_mod]))")
+                f"to your ClientApp's mods by registering its query handler: "
+                f"register_client_id_query(app) from fedkit.flower.mods (Flower runs mods "
+                f"only around registered handlers)")
     if mismatch is Mismatch.BAD_CLIENT_ID:
         valid = f"in [0, {num_clients})" if num_clients is not None else ">= 0"
         return (f"the nodes' 'query.client_id' answers hold no valid client id (an integer "

@@ -4,7 +4,8 @@ Properties: a batch handler is wrapped in the app's mods in Flower's order; a mo
 ``wrap_batch`` declines and the batched grid then gives exactly the sequential grid's replies
 without calling the handler; a mod with a wrapper keeps batching (one call per round with the
 round's K train messages) and the replies equal the sequential ones to float32 tolerance; an
-app with no handler runs sequentially; secure aggregation batches its masked-input stage.
+app with no handler runs sequentially; secure aggregation batches its masked-input stage;
+FedLaAvg's client-delta mode (``fedlaavg_mod``) keeps batching.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fedkit.config import RunConfig
 from fedkit.flower.apps import client_app as fedkit_client
 from fedkit.flower.apps.batched_train import train_batch_handler
 from fedkit.flower.apps.server_app import app as server_app
+from fedkit.flower.mods import register_client_id_query
 from fedkit.flower.runtime.batched import BatchedInProcessGrid
 from fedkit.flower.runtime.batching import (
     BatchHandler,
@@ -224,7 +226,7 @@ batching_tag_mod.wrap_batch = lambda inner: BatchHandler(
 def training_app(mods, calls: list[int] | None, app_mods=()) -> ClientApp:
     """fedkit's train handler with ``mods``; batchable unless ``calls`` is None."""
     app = ClientApp(mods=list(app_mods))
-    app.query("client_id")(fedkit_client.query_client_id)
+    register_client_id_query(app)
     app.train(mods=list(mods))(fedkit_client.train)
     if calls is not None:
         batchable(app, "train", counting(train_batch_handler, calls), mods=mods)
@@ -329,3 +331,24 @@ def test_secure_aggregation_batches_the_masked_input_stage(tmp_path):
     assert calls == [K] * SMALL["rounds"]  # the other three stages run through the app
     trains = [r for r in replies if r.metadata.message_type == "train"]
     assert len(trains) == 4 * K * SMALL["rounds"] and not any(r.has_error() for r in trains)
+
+
+def test_fedlaavg_client_delta_keeps_batching(tmp_path):
+    # fedkit's train handler runs inside fedlaavg_mod; the mod's wrap_batch keeps the round's
+    # train messages together and the ΔG_i replies agree with the sequential ones.
+    calls: list[int] = []
+    changes = {"algorithm": "fedlaavg", "rounds": 3}
+    batched = run_replies(tmp_path, "b", BatchedInProcessGrid,
+                          training_app(fedkit_client.TRAIN_MODS, calls), **changes)
+    sequential = run_replies(tmp_path, "s", InProcessGrid,
+                             training_app(fedkit_client.TRAIN_MODS, None), **changes)
+    assert calls == [K] * 3
+    trains = [(summary(a), summary(b)) for a, b in zip(batched, sequential, strict=True)
+              if a.metadata.message_type == "train"]
+    assert len(trains) == 3 * K
+    for got, want in trains:
+        assert got[:4] == want[:4] and got[5].keys() == want[5].keys()
+        for key, value in want[5].items():
+            assert got[5][key].dtype == value.dtype == np.float64  # ΔG_i
+            np.testing.assert_allclose(got[5][key], value, rtol=0,
+                                       atol=1e-4 * np.abs(value).max())

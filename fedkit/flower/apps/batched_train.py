@@ -7,11 +7,14 @@ messages together. It computes what the ``train`` handler computes for each mess
 (:mod:`fedkit.flower.apps.client_train`), only how changes:
 
 1. :func:`~fedkit.flower.apps.client_train.prepare_train` per message (a failure is that
-   message's error reply; an immediate reply, e.g. ``state-lost``, is that message's reply);
+   message's error reply);
 2. one :func:`fedkit.training.train_local_batched` call over the K clients (``torch.func``
    over their parameters and minibatches, same minibatch streams), on the grid's device,
    with one decoded model shared by the clients that received the same ArrayRecord;
 3. :func:`~fedkit.flower.apps.client_train.finish_train` per reply.
+
+FedLaAvg's client-delta messages reach it through ``fedlaavg_mod``'s batch wrapper
+(:func:`fedkit.flower.apps.client_delta.wrap_batch`), as ordinary train messages.
 
 When :func:`fedkit.training.can_batch` says the model cannot be batched, or the batched call
 fails, step 2 trains the clients one at a time
@@ -24,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Message
 
 from fedkit.algorithms.replies import ARRAYS_KEY
 from fedkit.flower.apps.client_train import (
@@ -89,24 +92,19 @@ def _run(items: list[BatchItem], device: str) -> list[Message]:
     tasks: list[tuple[int, TrainTask]] = []
     for i, (msg, context) in enumerate(items):
         try:
-            task = prepare_train(msg, context)
+            tasks.append((i, prepare_train(msg, context)))
         except Exception as exc:  # noqa: BLE001 - a client failure is a reply
             replies[i] = error_reply(msg, exc)
-            continue
-        if isinstance(task, RecordDict):
-            replies[i] = Message(task, reply_to=msg)
-        else:
-            tasks.append((i, task))
     trained = _train_together([t for _, t in tasks], device) if tasks else None
     for n, (i, task) in enumerate(tasks):
-        msg, context = items[i]
+        msg = items[i][0]
         try:
             if trained is None:
                 local, result = train_task(task)
             else:
                 state, result = trained[n]
                 local = arrays_from_torch(state)
-            replies[i] = Message(finish_train(task, context, local, result), reply_to=msg)
+            replies[i] = Message(finish_train(task, local, result), reply_to=msg)
         except Exception as exc:  # noqa: BLE001 - a client failure is a reply
             replies[i] = error_reply(msg, exc)
     return [reply for reply in replies if reply is not None]

@@ -3,25 +3,26 @@
 Handlers:
 
 * ``train``: load the global arrays, run local SGD with the round's learning rate from the
-  server's config and the static settings of the run config, reply with the local model (or,
-  when the server asks for ``reply = "gradient-delta"``, FedLaAvg's ΔG_i: see
-  :mod:`fedkit.flower.apps.client_delta`) and the metrics ``num-examples``, ``train-loss`` and
-  ``num-steps`` (the steps are in :mod:`fedkit.flower.apps.client_train`). The minibatch
+  server's config and the static settings of the run config, reply with the local model and
+  the metrics ``num-examples``, ``train-loss`` and ``num-steps`` (the steps are in
+  :mod:`fedkit.flower.apps.client_train`). FedLaAvg's client-delta mode is the public
+  :func:`~fedkit.flower.mods.fedlaavg_mod` around it, as in any user's ClientApp: it turns
+  the model into ΔG_i and keeps G_i. The minibatch
   order comes from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply
   depends only on the seed, the round, its id and the model it received -- not on the runtime.
-  Under secure aggregation the handler runs inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
+  Under secure aggregation both run inside :func:`~fedkit.flower.secagg.mod.secagg_mod`,
   which masks the reply; with ``delta-bound`` in the config, ΔG_i is clipped to that bound
   and the client stores G_i^old + the clipped ΔG_i -- exactly what the server folds.
   ``train`` is batchable: a grid that executes messages together (the batched in-process
   engine) trains a round's clients in one computation through
   :data:`~fedkit.flower.apps.batched_train.train_batch_handler`, registered with the same
-  mods (:mod:`fedkit.flower.runtime.batching`; ``secagg_mod`` batches through
-  :mod:`fedkit.flower.secagg.batching`).
+  mods (:mod:`fedkit.flower.runtime.batching`; each mod batches through its ``wrap_batch``).
 * ``evaluate``: federated evaluation of the received arrays on this client's share of the
   test set (every N-th test sample from its client id on: ``test[client_id::N]``); replies
   ``eval_loss``, ``eval_acc`` and ``num-examples``. A client that the client-side availability
   scenario marks offline declines, as for ``train``.
-* ``query.client_id``: report the stable client id (see ``fedkit.algorithms.directory``).
+* ``query.client_id``: report the stable client id through the public
+  :func:`~fedkit.flower.mods.client_id_mod` (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
   (:mod:`fedkit.flower.submodel.client`).
 """
@@ -29,19 +30,12 @@ Handlers:
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-import fedkit.flower.secagg.batching  # noqa: F401 - gives secagg_mod its wrap_batch
-from fedkit.algorithms.directory import CLIENT_ID_KEY
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.flower.apps.batched_train import train_batch_handler
-from fedkit.flower.apps.client_train import (
-    ClientOffline,
-    finish_train,
-    prepare_train,
-    train_task,
-)
+from fedkit.flower.apps.client_train import ClientOffline, finish_train, prepare_train, train_task
 from fedkit.flower.apps.task import (
     availability_model,
     client_id_of,
@@ -49,37 +43,29 @@ from fedkit.flower.apps.task import (
     model_with_arrays,
     node_run_config,
 )
+from fedkit.flower.mods import fedlaavg_mod, register_client_id_query, secagg_mod
 from fedkit.flower.runtime.batching import batchable
-from fedkit.flower.secagg.mod import secagg_mod
 from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
 from fedkit.training import evaluate as evaluate_model
 
 __all__ = ["TRAIN_MODS", "app"]
 
-TRAIN_MODS = [secagg_mod]
-"""The mods around the ``train`` handler, in Flower and in its batch handler alike."""
+TRAIN_MODS = [secagg_mod, fedlaavg_mod]
+"""The mods around the ``train`` handler, in Flower and in its batch handler alike (client
+clip -> mask: ``secagg_mod`` outermost)."""
 
 app = ClientApp()
 app.train("submodel")(submodel_train)
 app.evaluate("submodel")(submodel_evaluate)
-
-
-@app.query("client_id")
-def query_client_id(msg: Message, context: Context) -> Message:
-    """Answer the server's directory with this node's stable client id."""
-    cfg = node_run_config(context)
-    client_id = client_id_of(context, cfg.num_clients)
-    return Message(RecordDict({"client": ConfigRecord({CLIENT_ID_KEY: client_id})}), reply_to=msg)
+register_client_id_query(app)
 
 
 @app.train(mods=TRAIN_MODS)
 def train(msg: Message, context: Context) -> Message:
-    """Run local SGD from the received model; reply with the local model or ΔG_i."""
+    """Run local SGD from the received model; reply with the local model."""
     task = prepare_train(msg, context)
-    if isinstance(task, RecordDict):
-        return Message(task, reply_to=msg)
     local, result = train_task(task)
-    return Message(finish_train(task, context, local, result), reply_to=msg)
+    return Message(finish_train(task, local, result), reply_to=msg)
 
 
 batchable(app, "train", train_batch_handler, mods=TRAIN_MODS)

@@ -4,29 +4,28 @@ fedkit's ClientApp answers a ``train`` message in three steps, kept apart so tha
 engine can run the middle one for many clients at once
 (:mod:`fedkit.flower.apps.batched_train`) and both paths build identical replies:
 
-1. :func:`prepare_train` reads and checks the message into a :class:`TrainTask` (or answers at
-   once, e.g. FedLaAvg's ``state-lost``);
+1. :func:`prepare_train` reads and checks the message into a :class:`TrainTask`;
 2. :func:`train_task` runs local SGD (:func:`fedkit.training.train_local`); the minibatch order
    comes from the stream ``(seed, "local-sgd", round, client_id)``, so a client's reply depends
    only on the seed, the round, its id and the model it received -- not on the runtime;
-3. :func:`finish_train` builds the reply content (and, in client-delta mode, stores G_i:
-   :mod:`fedkit.flower.apps.client_delta`).
+3. :func:`finish_train` builds the reply content: the local model and the metrics.
+
+FedLaAvg's client-delta replies (ΔG_i, ``state-lost``, recovery) are not made here: the
+handler runs inside :func:`~fedkit.flower.apps.client_delta.fedlaavg_mod`, as a user's
+ClientApp does, and always replies with its local model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 
-from fedkit.algorithms.arrays import unflatten
 from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.config import RunConfig
 from fedkit.data import FederatedData
-from fedkit.flower.apps.client_delta import STATE_LOST, GradientStore, gradient_sum
 from fedkit.flower.apps.task import (
     arrays_of,
     availability_model,
@@ -104,9 +103,6 @@ class TrainTask:
     server_round: int
     lr: float
     sent: ArrayRecord
-    base: np.ndarray | None  # G_i^old in client-delta mode, else None
-    expected_version: int
-    delta_bound: float | None = None  # |ΔG_i| bound under secure aggregation
 
     @property
     def generator_keys(self) -> tuple[int, str, int, int]:
@@ -118,12 +114,13 @@ class TrainTask:
         return loss_scale(self.cfg, self.data, self.client_id)
 
 
-def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
-    """Parse and check a train message; a RecordDict is an immediate reply (state lost).
+def prepare_train(msg: Message, context: Context) -> TrainTask:
+    """Parse and check a train message.
 
     Raises:
         ClientOffline: If client-side availability enforcement says the client is offline.
-        ValueError: On an unknown ``reply`` kind or a bad node config.
+        ValueError: On a ``reply`` kind other than ``model`` (a gradient delta is
+            ``fedlaavg_mod``'s to make) or a bad node config.
     """
     cfg = node_run_config(context)
     client_id = client_id_of(context, cfg.num_clients)
@@ -138,35 +135,16 @@ def prepare_train(msg: Message, context: Context) -> TrainTask | RecordDict:
                 f"client {client_id} is offline in round {server_round} according to "
                 f"availability scenario {cfg.availability!r}; it declines the work"
             )
-    sent = msg.content[ARRAYS_KEY]
     kind = config.get("reply", REPLY_MODEL)
-    base = None
-    expected = 0
-    delta_bound = config.get("delta-bound")
     if kind == REPLY_GRADIENT_DELTA:
-        expected = int(config["expected-version"])
-        recompute = None
-        if "recovery-arrays" in msg.content.array_records:
-            old_round = int(config["recovery-round"])
-            old_lr = float(config["recovery-lr"])
-            old_sent = msg.content["recovery-arrays"]
-
-            def recompute() -> np.ndarray:
-                model, _ = _train_from(cfg, data, old_sent, client_id, old_round, old_lr)
-                return gradient_sum(old_sent, arrays_of(model), old_lr)
-
-        dim = sum(int(np.prod(a.shape)) for a in sent.values())
-        base = GradientStore(context).base(expected, recompute, dim)
-        if base is None:
-            metrics = MetricRecord({"num-examples": len(data.partition[client_id]),
-                                    STATE_LOST: 1})
-            return RecordDict({METRICS_KEY: metrics})
-    elif kind != REPLY_MODEL:
+        raise ValueError(
+            f"config 'reply' = {kind!r} (FedLaAvg's client-delta mode) reached fedkit's train "
+            "handler: add fedkit.flower.mods.fedlaavg_mod to its mods, after secagg_mod")
+    if kind != REPLY_MODEL:
         raise ValueError(f"config 'reply' = {kind!r}, expected {REPLY_MODEL!r} or "
                          f"{REPLY_GRADIENT_DELTA!r}")
     return TrainTask(cfg=cfg, data=data, client_id=client_id, server_round=server_round,
-                     lr=lr, sent=sent, base=base, expected_version=expected,
-                     delta_bound=None if delta_bound is None else float(delta_bound))
+                     lr=lr, sent=msg.content[ARRAYS_KEY])
 
 
 def train_task(task: TrainTask) -> tuple[ArrayRecord, TrainResult]:
@@ -176,20 +154,11 @@ def train_task(task: TrainTask) -> tuple[ArrayRecord, TrainResult]:
     return arrays_of(model), result
 
 
-def finish_train(task: TrainTask, context: Context, local: ArrayRecord,
-                 result: TrainResult) -> RecordDict:
-    """The reply content for a trained task (stores G_i in client-delta mode)."""
+def finish_train(task: TrainTask, local: ArrayRecord, result: TrainResult) -> RecordDict:
+    """The reply content for a trained task: the local model and the metrics."""
     metrics = MetricRecord({
         "num-examples": result.num_examples,
         "train-loss": result.mean_loss,
         "num-steps": result.num_steps,
     })
-    if task.base is not None:
-        delta = gradient_sum(task.sent, local, task.lr) - task.base
-        if task.delta_bound is not None:
-            # Secure aggregation clips lr * ΔG_i to its range; store what the server folds.
-            np.clip(delta, -task.delta_bound, task.delta_bound, out=delta)
-        GradientStore(context).save(task.base + delta, task.expected_version + 1)
-        local = unflatten(delta, task.sent, dtype=np.float64)
     return RecordDict({ARRAYS_KEY: local, METRICS_KEY: metrics})
-
