@@ -78,8 +78,8 @@ class RunConfig:
         fedau_cutoff: FedAU's interval cutoff K.
         mifa_wait_for_all: MIFA makes no update before every client has responded once.
         loss_scaling: ``data-weighted`` scales client i's loss by N n_i / n (FedLaAvg's code).
-        availability: Availability scenario: a name under ``simulations/scenarios/`` or a
-            path to a scenario TOML file.
+        availability: Availability scenario: a name of a scenario shipped in the package
+            (``fedkit/scenarios/``) or a path to a scenario TOML file.
         availability_enforce: ``server``: the grid exposes only the online clients
             (simulation); ``client``: each client declines work while its scenario says it
             is offline (deployment).

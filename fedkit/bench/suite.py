@@ -114,7 +114,7 @@ def scenario_label(availability: str) -> str:
     """A scenario's short name: the file stem of a path, the name itself otherwise.
 
     Example:
-        >>> scenario_label("simulations/scenarios/alternating.toml")
+        >>> scenario_label("my_scenarios/alternating.toml")
         'alternating'
     """
     return Path(availability).stem if Path(availability).suffix else Path(availability).name
