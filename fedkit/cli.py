@@ -228,9 +228,12 @@ def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
     else:
         from fedkit.flower.runtime.simulation import run_flower_simulation
 
+        # -v: Flower's whole log; otherwise the SuperLink line and the progress lines (round,
+        # loss, accuracy) unless --quiet.
         run_flower_simulation(
             cfg, num_cpus_per_client=args.cpus_per_client,
             stream_to=sys.stderr if args.verbose else None,
+            progress_to=None if args.quiet else sys.stderr,
         )
 
 

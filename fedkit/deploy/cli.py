@@ -238,7 +238,7 @@ def _local(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     """Run the ``deploy`` subcommand in ``args``; return the exit status."""
     from fedkit.deploy.processes import ProcessError
-    from fedkit.flower.runtime.simulation import FlowerRunError
+    from fedkit.flower.runtime.flwr_cli import FlowerRunError
 
     handlers = {"certs": _certs, "superlink": _superlink, "supernode": _supernode,
                 "register": _register, "run": _run, "local": _local}

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedkit.flower.runtime.simulation import flower_env
+from fedkit.flower.runtime.flwr_cli import flower_env
 
 __all__ = [
     "FlowerProcess",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fedkit.flower.runtime.simulation import find_project_root, flower_env
+from fedkit.flower.runtime.flwr_cli import find_project_root, flower_env
 
 FLOWER_FAB_LIMIT = 10 * 1024 * 1024  # flwr 1.42: "FAB size exceeds maximum allowed size"
 
