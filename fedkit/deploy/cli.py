@@ -245,8 +245,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         return handlers[args.deploy_command](args)
     except ConfigError as exc:
-        print(f"fedkit deploy: configuration error: {exc}", file=sys.stderr)
-        return 2
+        print(exc.line(), file=sys.stderr)
+        return ConfigError.EXIT_STATUS
     except (FlowerRunError, ProcessError, ValueError) as exc:
         print(f"fedkit deploy {args.deploy_command}: {exc}", file=sys.stderr)
         return 1
