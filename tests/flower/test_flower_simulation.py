@@ -6,9 +6,11 @@ starts a SuperLink of its own and stops exactly that one: a SuperLink someone el
 keeps serving.
 """
 
+import json
 import os
 import re
 import socket
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -124,3 +126,18 @@ def test_flower_app_names_the_packaged_apps_and_every_run_config_key(tmp_path):
     assert checkout["tool"]["flwr"]["app"]["components"] == APP_COMPONENTS
     assert app["tool"]["flwr"]["app"]["config"] == RunConfig().to_dict()
     assert [p.name for p in tmp_path.iterdir()] == ["pyproject.toml"]
+
+
+def test_flower_runtime_runs_from_an_installed_wheel(installed_wheel, tmp_path):
+    # No checkout: the Flower app is write_flower_app's, the code the installed package.
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    done = subprocess.run([str(installed_wheel.fedkit), "simulate", "--runtime", "flower",
+                           "--set", "availability=markov", "--set", "rounds=2",
+                           "--set", "num_clients=4", "--set", "clients_per_round=2",
+                           "--output-dir", str(tmp_path / "out")],
+                          cwd=cwd, env=installed_wheel.env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["runtime"] == "flower" and len(results["rounds"]) == 2
