@@ -347,7 +347,7 @@ def engine_child(variant: str, num_nodes: int, timed_rounds: int, output: Path) 
 
 def engine_run(variant: str, num_nodes: int, timed_rounds: int) -> dict:
     """:func:`engine_child` in a fresh interpreter with its own Flower and Ray folders."""
-    from fedkit.flower.runtime.simulation import flower_env
+    from fedkit.flower.runtime.flwr_cli import flower_env
 
     with tempfile.TemporaryDirectory(prefix="fk-sa-") as tmp:
         env = flower_env()

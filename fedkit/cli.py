@@ -7,6 +7,11 @@ line, writes ``runs/<name>/results.json`` and ``accuracy.png``, and prints a sum
 rebuilds a suite's summary and plots from its files (``docs/benchmarks.md``). ``fedkit
 deploy`` starts SuperLink/SuperNodes and runs on Flower's Deployment Engine
 (``docs/deployment.md``).
+
+Exit status: 0 on success; 1 when a run fails (a run error, missing data, a Flower run that
+did not complete); 2 on a configuration error (a bad option, config key, value or file),
+reported as one line ``fedkit: configuration error: <message>`` before anything runs
+(:class:`~fedkit.config.ConfigError`).
 """
 
 from __future__ import annotations
@@ -15,32 +20,58 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from fedkit.config import ConfigError, RunConfig, apply_overrides, load_config_file
+from fedkit.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_keys,
+    load_config_file,
+)
+from fedkit.flower.runtime.flwr_cli import FlowerRunError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "list_keys_toml"]
 
 DEFAULT_ENGINE = "batched"
+EXIT_FAILED = 1
 
-_EPILOG = """examples:
+_EPILOG = f"""examples:
   fedkit simulate                                    # the embedded demo (Synthetic(1,1), logreg)
   fedkit simulate --config simulations/cifar10_fedavg.toml --set rounds=3
   fedkit simulate --config simulations/demo.toml --runtime flower --set rounds=2
+  fedkit simulate --list-keys > my_run.toml          # every key, its meaning and values
   fedkit bench simulations/availability_zoo.toml --jobs 2
   fedkit report runs/availability_zoo
+
+exit status:
+  0  success
+  {EXIT_FAILED}  the run failed (a run error, missing data, a Flower run that did not complete)
+  {ConfigError.EXIT_STATUS}  configuration error (a bad option, config key, value or file); nothing
+     ran. Always one line on stderr: "fedkit: configuration error: <what is wrong, what
+     was expected>", e.g. "... unknown config key 'algoritm' (did you mean 'algorithm'?)"
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, reporting a bad command line as fedkit's configuration error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ConfigError.EXIT_STATUS, ConfigError(message).line() + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fedkit`` command and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedkit",
         description="Federated learning under intermittent client availability, on Flower.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fedkit {_version()}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at INFO level; --runtime flower: show Flower's whole log")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sim = sub.add_parser(
         "simulate",
@@ -80,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "print a side-by-side table and comparison.png, e.g. "
                           "--compare algorithm=fedavg,fedlaavg")
     sim.add_argument("--list-keys", action="store_true",
-                     help="print every config key with its default and exit")
+                     help="print every config key as TOML (a valid --config file): its "
+                          "default, a one-line description and the accepted values; exit")
     _add_bench_parsers(sub)
     from fedkit.deploy.cli import add_parser as add_deploy_parser
 
@@ -144,11 +176,36 @@ def _resolve_config(args: argparse.Namespace) -> RunConfig:
     if args.quiet:
         values["progress"] = False
     cfg = RunConfig.from_mapping(values)
+    if cfg.availability_enforce == "server":  # under "client" the name is the devices' own
+        _check_scenario(cfg.availability)
     # Other processes (Flower's ServerApp) resolve paths elsewhere: make them absolute.
     changes = {"output_dir": str(cfg.results_dir.resolve())}
     if cfg.data_dir:
         changes["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
     return cfg.replace(**changes)
+
+
+def _check_scenario(name: str) -> None:
+    from fedkit.availability import load_scenario
+
+    try:
+        load_scenario(name)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"config key 'availability' = {name!r}: {exc}") from None
+
+
+def list_keys_toml() -> str:
+    """Every run-config key as TOML: a comment line with its description above it, the
+    accepted values after it. Parsed back, it equals ``RunConfig().to_dict()``."""
+    import tomli_w
+
+    lines = ["# fedkit run config: every key with its default (fedkit simulate --list-keys).",
+             "# Use it as a --config file, or set single keys with --set KEY=VALUE.",
+             "# Above each key what it means, after it the values fedkit accepts."]
+    for info in config_keys():
+        value = tomli_w.dumps({info.name: info.default}).rstrip("\n")
+        lines += ["", f"# {info.description}".rstrip(), f"{value}  # {info.accepted}"]
+    return "\n".join(lines) + "\n"
 
 
 def _print_summary(cfg: RunConfig, results: dict) -> None:
@@ -228,9 +285,12 @@ def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
     else:
         from fedkit.flower.runtime.simulation import run_flower_simulation
 
+        # -v: Flower's whole log; otherwise the SuperLink line and the progress lines (round,
+        # loss, accuracy) unless --quiet.
         run_flower_simulation(
             cfg, num_cpus_per_client=args.cpus_per_client,
             stream_to=sys.stderr if args.verbose else None,
+            progress_to=None if args.quiet else sys.stderr,
         )
 
 
@@ -262,8 +322,7 @@ def _compare(cfg: RunConfig, args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     if args.list_keys:
-        for key, value in RunConfig().to_dict().items():
-            print(f"{key} = {value!r}")
+        sys.stdout.write(list_keys_toml())
         return 0
     cfg = _resolve_config(args)
     if args.compare:
@@ -319,11 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
-        print(f"fedkit: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
+        print(exc.line(), file=sys.stderr)
+        return ConfigError.EXIT_STATUS
+    except FileNotFoundError as exc:  # e.g. the dataset is not where the config says
         print(f"fedkit: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except FlowerRunError as exc:
+        print(f"fedkit: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -13,19 +13,44 @@ expected. See docs/design.md, "Run configuration".
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunConfig", "ConfigError", "load_config_file", "parse_override", "apply_overrides"]
+__all__ = [
+    "ConfigError",
+    "KeyInfo",
+    "RunConfig",
+    "apply_overrides",
+    "check_keys",
+    "config_keys",
+    "load_config_file",
+    "parse_override",
+]
 
 
 class ConfigError(ValueError):
-    """A run configuration key, value or file is invalid."""
+    """A run configuration key, value or file is invalid.
+
+    The ``fedkit`` command reports every configuration error the same way: the one line
+    :meth:`line` (``fedkit: configuration error: <message>``) on stderr and the exit status
+    :attr:`EXIT_STATUS`; nothing has run.
+    """
+
+    EXIT_STATUS = 2
+
+    def line(self) -> str:
+        """How the ``fedkit`` command prints this error."""
+        return f"fedkit: configuration error: {self}"
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
+# The values RunConfig accepts: validation reads these tables, and so does config_keys(), which
+# describes them (`fedkit simulate --list-keys`).
+_CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("classification", "submodel"),
     "dataset": ("synthetic", "cifar10", "movielens", "synthetic-rec"),
     "partition": ("natural", "iid", "dirichlet", "shards", "one-class"),
@@ -38,6 +63,47 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "submodel_mode": ("full", "plain", "secure"),
     "submodel_psu": ("auto", "index", "bloom"),
     "submodel_negatives": ("fixed", "downloaded"),
+    "secagg_bits": (32, 64),
+}
+
+
+def _choices(key: str) -> tuple[Any, ...] | None:
+    if key == "submodel_preset":  # the presets of the ledger, imported on use
+        from fedkit.submodel.ledger import PRESETS
+
+        return tuple(sorted(PRESETS))
+    return _CHOICES.get(key)
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _fraction(value: float) -> bool:
+    return 0 < value < 1
+
+
+def _weight_cap(value: float) -> bool:
+    return value == 0 or 1 <= value <= 1000
+
+
+# Numeric keys: key -> (what is expected, in words; the test).
+_BOUNDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    **{key: ("> 0", _positive) for key in (
+        "num_clients", "clients_per_round", "rounds", "batch_size", "lr", "lr_decay",
+        "round_timeout", "dirichlet_alpha", "server_lr", "fedau_cutoff", "secagg_clip",
+        "secagg_max_weight", "embedding_dim", "num_items")},
+    **{key: (">= 0", _non_negative) for key in (
+        "seed", "warmup_rounds", "checkpoint_every", "local_steps", "local_epochs",
+        "eval_every", "momentum", "weight_decay", "secagg_neighbours",
+        "negatives_per_positive", "submodel_union_bound")},
+    "secagg_threshold": ("a fraction in (0, 1)", _fraction),
+    "submodel_bloom_fpr": ("a fraction in (0, 1)", _fraction),
+    "submodel_negative_weight_cap": ("0 (no correction) or a cap in [1, 1000]", _weight_cap),
 }
 
 # Datasets of each task.
@@ -78,8 +144,8 @@ class RunConfig:
         fedau_cutoff: FedAU's interval cutoff K.
         mifa_wait_for_all: MIFA makes no update before every client has responded once.
         loss_scaling: ``data-weighted`` scales client i's loss by N n_i / n (FedLaAvg's code).
-        availability: Availability scenario: a name under ``simulations/scenarios/`` or a
-            path to a scenario TOML file.
+        availability: Availability scenario: a name of a scenario shipped in the package
+            (``fedkit/scenarios/``) or a path to a scenario TOML file.
         availability_enforce: ``server``: the grid exposes only the online clients
             (simulation); ``client``: each client declines work while its scenario says it
             is offline (deployment).
@@ -209,17 +275,16 @@ class RunConfig:
                     f"config key {field.name!r} = {value!r} has type {type(value).__name__}, "
                     f"expected {expected.__name__}"
                 )
-        for key, choices in _CHOICES.items():
+        for key in (*_CHOICES, "submodel_preset"):
+            choices = _choices(key)
             if getattr(self, key) not in choices:
                 raise ConfigError(
                     f"config key {key!r} = {getattr(self, key)!r} is not one of {list(choices)}"
                 )
-        self._check_positive("num_clients", "clients_per_round", "rounds", "batch_size")
-        self._check_positive("lr", "lr_decay", "round_timeout", "dirichlet_alpha", "server_lr")
-        self._check_positive("fedau_cutoff")
-        self._check_non_negative("warmup_rounds", "checkpoint_every")
-        self._check_non_negative("local_steps", "local_epochs", "eval_every", "momentum")
-        self._check_non_negative("weight_decay", "seed")
+        for key, (expected, test) in _BOUNDS.items():
+            if not test(getattr(self, key)):
+                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r}, "
+                                  f"expected {expected}")
         if self.local_steps == 0 and self.local_epochs == 0:
             raise ConfigError(
                 "config keys 'local_steps' and 'local_epochs' are both 0: set local_steps > 0, "
@@ -240,14 +305,6 @@ class RunConfig:
             )
 
     def _check_secure_aggregation(self) -> None:
-        self._check_positive("secagg_clip", "secagg_max_weight")
-        self._check_non_negative("secagg_neighbours")
-        if not 0 < self.secagg_threshold < 1:
-            raise ConfigError(f"config key 'secagg_threshold' = {self.secagg_threshold!r}, "
-                              "expected a fraction in (0, 1)")
-        if self.secagg_bits not in (32, 64):
-            raise ConfigError(f"config key 'secagg_bits' = {self.secagg_bits!r}, "
-                              "expected 32 or 64")
         if not self.secure_aggregation:
             return
         if self.algorithm not in ("fedavg", "fedlaavg") or (
@@ -263,25 +320,11 @@ class RunConfig:
                               f"clients_per_round >= 2, got {self.clients_per_round}")
 
     def _check_submodel(self) -> None:
-        from fedkit.submodel.ledger import PRESETS
-
         if self.dataset not in _TASK_DATASETS[self.task]:
             raise ConfigError(
                 f"config key 'dataset' = {self.dataset!r} does not fit task {self.task!r}, "
                 f"expected one of {list(_TASK_DATASETS[self.task])}"
             )
-        if self.submodel_preset not in PRESETS:
-            raise ConfigError(f"config key 'submodel_preset' = {self.submodel_preset!r} is not "
-                              f"one of {sorted(PRESETS)}")
-        self._check_positive("embedding_dim", "num_items")
-        self._check_non_negative("negatives_per_positive", "submodel_union_bound")
-        if not 0 < self.submodel_bloom_fpr < 1:
-            raise ConfigError(f"config key 'submodel_bloom_fpr' = {self.submodel_bloom_fpr!r}, "
-                              "expected a fraction in (0, 1)")
-        cap = self.submodel_negative_weight_cap
-        if cap != 0 and not 1 <= cap <= 1000:
-            raise ConfigError(f"config key 'submodel_negative_weight_cap' = {cap!r}, expected 0 "
-                              "(no correction) or a cap in [1, 1000]")
         if self.task != "submodel":
             return
         if self.secure_aggregation:
@@ -300,28 +343,15 @@ class RunConfig:
             raise ConfigError("config key 'submodel_mode' = 'secure' needs clients_per_round "
                               f">= 2, got {self.clients_per_round}")
 
-    def _check_positive(self, *keys: str) -> None:
-        for key in keys:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r}, expected > 0")
-
-    def _check_non_negative(self, *keys: str) -> None:
-        for key in keys:
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r}, expected >= 0")
-
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
         """Validate a flat mapping (a TOML table or Flower's ``context.run_config``).
 
         Raises:
-            ConfigError: On an unknown key, a wrong type or an out-of-range value.
+            ConfigError: On an unknown key (naming the closest valid one), a wrong type or an
+                out-of-range value.
         """
-        unknown = sorted(set(values) - set(_FIELD_TYPES))
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s) {unknown}; valid keys are {sorted(_FIELD_TYPES)}"
-            )
+        check_keys(values)
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +377,98 @@ _FIELD_TYPES = {
     name: {"str": str, "int": int, "float": float, "bool": bool}[str(kind)]
     for name, kind in _FIELD_TYPES.items()
 }
+
+
+def check_keys(keys: Iterable[str], *, where: str = "") -> None:
+    """Check that every key is a run-config key.
+
+    Args:
+        keys: The keys to check.
+        where: Prefix of the message naming where they come from (e.g. ``"--only"``).
+
+    Raises:
+        ConfigError: Naming each unknown key with the closest valid one, if any is close.
+
+    Example:
+        >>> check_keys(["rounds", "algoritm"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        fedkit.config.ConfigError: unknown config key 'algoritm' (did you mean 'algorithm'?); ...
+    """
+    unknown = [key for key in keys if key not in _FIELD_TYPES]
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), list(_FIELD_TYPES), n=1)
+        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError(f"{where}{': ' if where else ''}unknown config "
+                      f"key{'s' if len(unknown) > 1 else ''} {', '.join(named)}; "
+                      "`fedkit simulate --list-keys` lists every key")
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyInfo:
+    """One run-config key, as ``fedkit simulate --list-keys`` shows it.
+
+    Attributes:
+        name: The key.
+        default: Its default value.
+        description: The first sentence of its entry in :class:`RunConfig`'s docstring.
+        accepted: The values :class:`RunConfig` accepts, in words (``integer > 0``, ``one of
+            "fedavg", "fedlaavg", ...``), from the tables its validation uses.
+    """
+
+    name: str
+    default: Any
+    description: str
+    accepted: str
+
+
+_TYPE_WORDS = {str: "string", int: "integer", float: "float", bool: "boolean"}
+
+
+def _accepted(key: str) -> str:
+    kind = _TYPE_WORDS[_FIELD_TYPES[key]]
+    choices = _choices(key)
+    if choices is not None:
+        return "one of " + ", ".join(f'"{c}"' if isinstance(c, str) else str(c) for c in choices)
+    if key in _BOUNDS:
+        expected = _BOUNDS[key][0]
+        return f"{kind} {expected}" if expected[0] in "<>" else f"{kind}, {expected}"
+    return kind
+
+
+def _descriptions(doc: str | None) -> dict[str, str]:
+    """Key -> first sentence of its entry under ``Attributes:`` in ``doc`` (plain text)."""
+    if not doc:  # docstrings stripped (python -OO)
+        return {}
+    entries: dict[str, str] = {}
+    names: list[str] = []
+    lines = inspect.cleandoc(doc).splitlines()
+    for line in lines[lines.index("Attributes:") + 1:]:
+        entry = re.match(r"^    (\w+(?:, \w+)*): (.*)$", line)
+        if entry:
+            names = entry.group(1).split(", ")
+            for name in names:
+                entries[name] = entry.group(2)
+        elif line.startswith("        ") and names:
+            for name in names:
+                entries[name] += " " + line.strip()
+        elif line.strip():
+            break
+    plain = {name: re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
+             for name, text in entries.items()}
+    # The first sentence: up to a full stop after a word (not "cpp1 .. cpp5").
+    return {name: re.split(r"(?<=[^.\s]\.)\s", text, maxsplit=1)[0]
+            for name, text in plain.items()}
+
+
+def config_keys() -> list[KeyInfo]:
+    """Every run-config key with its default, description and accepted values, in order."""
+    descriptions = _descriptions(RunConfig.__doc__)
+    return [KeyInfo(name, value, descriptions.get(name, ""), _accepted(name))
+            for name, value in RunConfig().to_dict().items()]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

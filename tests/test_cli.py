@@ -4,11 +4,16 @@ import io
 import json
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from fedkit.cli import main
-from fedkit.flower.apps.progress import ProgressLine
+from fedkit.config import ConfigError, RunConfig, config_keys, load_config_file
+from fedkit.flower.apps.progress import ProgressLine, is_progress_line
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_subcommand_option():
@@ -55,6 +60,42 @@ def test_bad_override_exits_2_with_the_key_named(capsys):
     assert "'rounds' = 'zero' has type str, expected int" in err
 
 
+def test_unknown_key_gets_the_closest_key_not_the_whole_list(capsys):
+    assert main(["simulate", "--set", "algoritm=fedlaavg"]) == ConfigError.EXIT_STATUS
+    err = capsys.readouterr().err
+    assert err == ("fedkit: configuration error: unknown config key 'algoritm' (did you mean "
+                   "'algorithm'?); `fedkit simulate --list-keys` lists every key\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--set", "algoritm=fedlaavg"],                       # unknown key
+    ["simulate", "--set", "rounds=0"],                                # out of range
+    ["simulate", "--set", "model=resnet"],                            # not one of the choices
+    ["simulate", "--config", "no/such/file.toml"],                    # missing file
+    ["simulate", "--set", "availability=nosuch"],                     # unknown scenario
+    ["simulate", "--compare", "algorithm=fedavg"],                    # one value to compare
+    ["simulate", "--runtime", "ray"],                                 # bad option (argparse)
+    ["bench", "simulations/availability_zoo.toml", "--only", "algoritm=fedavg"],  # bench
+    ["deploy", "local", "--set", "roundz=3"],                          # deploy
+])
+def test_every_configuration_error_has_one_format_and_exit_status(argv, tmp_path):
+    # In a subprocess: argparse exits the process; nothing may run before the error.
+    argv = [a.replace("simulations/", f"{ROOT}/simulations/") for a in argv]
+    done = subprocess.run([sys.executable, "-m", "fedkit.cli", *argv], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == ConfigError.EXIT_STATUS == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("fedkit: configuration error: "), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing was written
+
+
+def test_unknown_scenario_names_the_shipped_ones(capsys):
+    assert main(["simulate", "--set", "availability=markow"]) == 2
+    err = capsys.readouterr().err
+    assert "config key 'availability' = 'markow'" in err and "markov" in err
+
+
 def test_missing_cifar10_folder_exits_1_with_where_to_put_it(tmp_path, capsys, monkeypatch):
     # Make the fallback download fail fast and offline.
     import torchvision
@@ -70,10 +111,29 @@ def test_missing_cifar10_folder_exits_1_with_where_to_put_it(tmp_path, capsys, m
     assert "CIFAR-10 not found" in err and "FEDKIT_DATA" in err and "--data-dir" in err
 
 
-def test_list_keys_prints_every_default(capsys):
+def test_list_keys_is_toml_equal_to_the_defaults_with_description_and_values(capsys, tmp_path):
     assert main(["simulate", "--list-keys"]) == 0
     out = capsys.readouterr().out
-    assert "rounds = 30" in out and "dataset = 'synthetic'" in out
+    assert tomllib.loads(out) == RunConfig().to_dict()
+    lines = out.splitlines()
+    for info in config_keys():
+        (i,) = [i for i, line in enumerate(lines) if line.startswith(f"{info.name} = ")]
+        assert lines[i - 1] == f"# {info.description}"
+        assert lines[i].endswith(f"  # {info.accepted}")
+    assert 'algorithm = "fedavg"  # one of "fedavg", "fedlaavg", "mifa", "fedau", "fedvarp"' \
+        in lines
+    assert "mifa_wait_for_all = true  # boolean" in lines and "rounds = 30  # integer > 0" in lines
+    # It is a valid --config file.
+    (tmp_path / "keys.toml").write_text(out)
+    assert RunConfig.from_mapping(load_config_file(tmp_path / "keys.toml")) == RunConfig()
+
+
+def test_progress_lines_are_told_apart_from_other_log_lines():
+    stream = io.StringIO()
+    ProgressLine(2, stream=stream, every_s=0.0).update(1, loss=0.5, accuracy=0.25)
+    assert is_progress_line(stream.getvalue())
+    assert not is_progress_line("INFO :      [ROUND 1]\n")
+    assert not is_progress_line("round 1/2\n")
 
 
 @pytest.mark.parametrize("tty", [False, True])

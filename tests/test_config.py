@@ -9,6 +9,8 @@ from fedkit.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
+    check_keys,
+    config_keys,
     load_config_file,
     parse_override,
 )
@@ -43,9 +45,48 @@ def test_every_suite_file_expands_to_valid_runs(path):
     assert suite.runs and all(isinstance(r.config, RunConfig) for r in suite.runs)
 
 
-def test_unknown_key_is_rejected_with_valid_keys_listed():
-    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['roundz'\].*valid keys"):
+def test_unknown_key_is_rejected_with_the_closest_valid_key():
+    with pytest.raises(ConfigError, match=r"unknown config key 'roundz' \(did you mean 'rounds'\?\)"
+                       r"; `fedkit simulate --list-keys` lists every key$"):
         RunConfig.from_mapping({"roundz": 3})
+    with pytest.raises(ConfigError, match=r"'algoritm' \(did you mean 'algorithm'\?\)"):
+        RunConfig.from_mapping({"algoritm": "fedlaavg"})
+
+
+def test_unknown_keys_without_a_close_one_are_named_without_a_guess():
+    with pytest.raises(ConfigError, match=r"unknown config keys 'zzz', 'secagg_clips' "
+                                          r"\(did you mean 'secagg_clip'\?\);"):
+        check_keys(["rounds", "zzz", "secagg_clips"])
+    with pytest.raises(ConfigError, match=r"^--only 'x=1': unknown config key 'x';"):
+        check_keys(["x"], where="--only 'x=1'")
+    check_keys(RunConfig().to_dict())  # every real key passes
+
+
+def test_every_key_is_described_with_the_values_validation_accepts():
+    infos = {info.name: info for info in config_keys()}
+    assert list(infos) == list(RunConfig().to_dict())
+    for info in infos.values():
+        assert info.description and "\n" not in info.description, info.name
+        assert info.default == getattr(RunConfig(), info.name)
+    assert infos["rounds"].accepted == "integer > 0"
+    assert infos["seed"].accepted == "integer >= 0"
+    assert infos["secagg_threshold"].accepted == "float, a fraction in (0, 1)"
+    assert infos["secagg_bits"].accepted == "one of 32, 64"
+    assert infos["progress"].accepted == "boolean"
+    assert infos["algorithm"].description.startswith("Server algorithm")
+    assert infos["synthetic_beta"].description == "Heterogeneity of Synthetic(alpha, beta)."
+
+
+@pytest.mark.parametrize("key", ["algorithm", "model", "partition", "submodel_preset",
+                                 "secagg_bits"])
+def test_listed_choices_are_exactly_what_validation_accepts(key):
+    accepted = next(info.accepted for info in config_keys() if info.name == key)
+    choices = [tomllib.loads(f"v = {c}")["v"] for c in accepted.removeprefix("one of ").split(", ")]
+    for value in choices:
+        assert getattr(RunConfig.from_mapping({key: value}), key) == value
+    with pytest.raises(ConfigError, match=f"'{key}' = .* is not one of {choices}".replace(
+            "[", r"\[").replace("]", r"\]")):
+        RunConfig.from_mapping({key: "nope" if isinstance(choices[0], str) else 16})
 
 
 def test_wrong_type_names_key_value_and_expected_type():

@@ -6,9 +6,9 @@ grid, so the strategy sees only online clients; in deployment a client can enfor
 scenario on itself. Models: ``always``, ``bernoulli``, ``class-correlated`` (MIFA, Gu et al.
 2021), ``fedau`` (Wang & Ji 2024), ``alternating`` (FedLaAvg, Yan et al.), ``markov``,
 ``flgo`` (FLGo/easyFL) and ``trace`` (FedScale). Scenario files
-(``simulations/scenarios/*.toml``) name a model and its parameters; :func:`scenario_card`
-reports what availability and selection did. numpy and the standard library only
-(matplotlib lazily). See docs/availability.md.
+(``fedkit/scenarios/*.toml``, shipped in the package) name a model and its parameters;
+:func:`scenario_card` reports what availability and selection did. numpy and the standard
+library only (matplotlib lazily). See docs/availability.md.
 """
 
 from fedkit.availability.alternating import AlternatingAvailability

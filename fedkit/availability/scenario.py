@@ -1,20 +1,22 @@
 """Scenario files and the model registry: one TOML file names a model and its parameters.
 
-:func:`load_scenario` reads ``simulations/scenarios/<name>.toml`` (flat keys: ``model`` plus
-its parameters; a bare name is looked up in the checkout's scenario folder, a trace ``path``
-is returned absolute) and :func:`build_availability` turns the mapping into a model for the
-run's clients and seed. Model names use hyphens; underscores are accepted. See
-docs/availability.md, "Scenario files".
+:func:`load_scenario` reads ``<name>.toml`` (flat keys: ``model`` plus its parameters) from the
+scenario folder shipped inside the package (``fedkit/scenarios/``, package data read through
+:mod:`importlib.resources`, so it works from an installed wheel) or any TOML file given by
+path; a trace ``path`` is returned absolute. :func:`build_availability` turns the mapping into
+a model for the run's clients and seed. Model names use hyphens; underscores are accepted.
+See docs/availability.md, "Scenario files".
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import fedkit
 from fedkit.availability.alternating import AlternatingAvailability
 from fedkit.availability.base import AvailabilityModel, ClientInfo
 from fedkit.availability.fedau import FedAUAvailability
@@ -51,8 +53,13 @@ MODELS: dict[str, Any] = {
 }
 """Registry: model name -> class (each has ``NAME``, ``SPEC_KEYS`` and ``from_spec``)."""
 
-SCENARIO_DIR = Path(fedkit.__file__).resolve().parents[1] / "simulations" / "scenarios"
-"""The scenario folder of the fedkit source checkout."""
+SCENARIO_DIR: Traversable = resources.files("fedkit").joinpath("scenarios")
+"""The scenario folder shipped inside the package (``fedkit/scenarios/``, package data).
+
+A :class:`~importlib.resources.abc.Traversable`: ``SCENARIO_DIR.joinpath("markov.toml")``,
+``.iterdir()``, ``.read_text()``. pip installs fedkit as a folder, so it is also a
+:class:`pathlib.Path` there (``str(SCENARIO_DIR)`` is the folder on disk).
+"""
 
 
 def build_availability(
@@ -98,23 +105,34 @@ def build_availability(
     return MODELS[key].from_spec(params, client_info, seed=seed)
 
 
-def list_scenarios(search_dir: str | Path | None = None) -> list[str]:
+def list_scenarios(search_dir: str | Path | Traversable | None = None) -> list[str]:
     """Names of the scenario files (``*.toml`` stems) in ``search_dir`` (default: shipped)."""
-    folder = Path(search_dir) if search_dir is not None else SCENARIO_DIR
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    folder = _folder(search_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[: -len(".toml")] for entry in folder.iterdir()
+                  if entry.name.endswith(".toml") and entry.is_file())
 
 
-def load_scenario(name_or_path: str | Path, *, search_dir: str | Path | None = None) -> dict:
+def _folder(search_dir: str | Path | Traversable | None) -> Path | Traversable:
+    if search_dir is None:
+        return SCENARIO_DIR
+    return Path(search_dir) if isinstance(search_dir, str | Path) else search_dir
+
+
+def load_scenario(name_or_path: str | Path, *,
+                  search_dir: str | Path | Traversable | None = None) -> dict:
     """Read a scenario file.
 
     Args:
         name_or_path: A bare name (``"alternating"`` means ``<search_dir>/alternating.toml``)
             or a path to a ``.toml`` file (anything with a suffix or a directory part).
-        search_dir: Where bare names are looked up; default :data:`SCENARIO_DIR`.
+        search_dir: Where bare names are looked up; default :data:`SCENARIO_DIR` (the
+            scenarios shipped in the package).
 
     Returns:
         The flat mapping of the file, with a trace ``path`` made absolute (relative to the
-        file's folder).
+        file's folder; a shipped scenario's trace is a file of the installed package).
 
     Raises:
         FileNotFoundError: If the file does not exist (the message lists the available names).
@@ -126,13 +144,13 @@ def load_scenario(name_or_path: str | Path, *, search_dir: str | Path | None = N
     """
     raw = Path(name_or_path)
     is_path = raw.suffix != "" or len(raw.parts) > 1
-    folder = Path(search_dir) if search_dir is not None else SCENARIO_DIR
-    file = raw if is_path else folder / f"{raw}.toml"
+    folder = raw.parent if is_path else _folder(search_dir)
+    file = raw if is_path else folder.joinpath(f"{raw}.toml")
     if not file.is_file():
-        names = list_scenarios(file.parent if is_path else folder)
+        names = list_scenarios(folder)
         raise FileNotFoundError(
             f"scenario {str(name_or_path)!r}: no file {str(file)!r}; available scenarios in "
-            f"{str(file.parent)!r}: {', '.join(names) if names else 'none'}"
+            f"{str(folder)!r}: {', '.join(names) if names else 'none'}"
         )
     try:
         spec = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -150,5 +168,5 @@ def load_scenario(name_or_path: str | Path, *, search_dir: str | Path | None = N
                 "(model = ..., then the model's parameters)"
             )
     if isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
-        spec["path"] = str((file.parent / spec["path"]).resolve())
+        spec["path"] = str(Path(str(folder.joinpath(spec["path"]))).resolve())
     return spec

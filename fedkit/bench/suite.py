@@ -24,6 +24,7 @@ from fedkit.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
+    check_keys,
     load_config_file,
     parse_override,
 )
@@ -88,8 +89,7 @@ class Suite:
         runs = self.runs
         for text in filters:
             key, _ = parse_override(text)
-            if key not in RunConfig.__dataclass_fields__:
-                raise ConfigError(f"--only {text!r}: unknown config key {key!r}")
+            check_keys([key], where=f"--only {text!r}")
             wanted = [parse_override(f"{key}={v.strip()}")[1]
                       for v in text.partition("=")[2].split(",") if v.strip()]
             runs = tuple(r for r in runs if getattr(r.config, key) in wanted)
@@ -114,7 +114,7 @@ def scenario_label(availability: str) -> str:
     """A scenario's short name: the file stem of a path, the name itself otherwise.
 
     Example:
-        >>> scenario_label("simulations/scenarios/alternating.toml")
+        >>> scenario_label("my_scenarios/alternating.toml")
         'alternating'
     """
     return Path(availability).stem if Path(availability).suffix else Path(availability).name

@@ -238,15 +238,15 @@ def _local(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     """Run the ``deploy`` subcommand in ``args``; return the exit status."""
     from fedkit.deploy.processes import ProcessError
-    from fedkit.flower.runtime.simulation import FlowerRunError
+    from fedkit.flower.runtime.flwr_cli import FlowerRunError
 
     handlers = {"certs": _certs, "superlink": _superlink, "supernode": _supernode,
                 "register": _register, "run": _run, "local": _local}
     try:
         return handlers[args.deploy_command](args)
     except ConfigError as exc:
-        print(f"fedkit deploy: configuration error: {exc}", file=sys.stderr)
-        return 2
+        print(exc.line(), file=sys.stderr)
+        return ConfigError.EXIT_STATUS
     except (FlowerRunError, ProcessError, ValueError) as exc:
         print(f"fedkit deploy {args.deploy_command}: {exc}", file=sys.stderr)
         return 1

@@ -38,7 +38,7 @@ from fedkit.deploy.runner import (
     run_on_superlink,
     write_connection,
 )
-from fedkit.flower.runtime.simulation import flower_env
+from fedkit.flower.runtime.flwr_cli import flower_env
 
 __all__ = ["LocalFederation"]
 

@@ -3,10 +3,11 @@
 Each process starts in a new session (its own process group), writes stdout and stderr to a
 log file, and is stopped by PID: SIGTERM to its process group and to every descendant it
 spawned (``flower-superexec``, ``flwr-serverapp``, ``flwr-clientapp``; the SuperLink starts
-its SuperExec in yet another session), then SIGKILL after a grace period. Nothing else on
-the machine is touched. :meth:`FlowerProcess.kill` is the crash: SIGKILL at once, no clean
-deactivation, so the SuperLink keeps the node "online" until its heartbeat expires
-(30 s interval x patience 2 in Flower 1.42).
+its SuperExec in yet another session), then SIGKILL after a grace period. Descendants are
+found by walking down from the PID (``/proc/<pid>/task/*/children``), never by scanning the
+process list; nothing else on the machine is touched. :meth:`FlowerProcess.kill` is the
+crash: SIGKILL at once, no clean deactivation, so the SuperLink keeps the node "online" until
+its heartbeat expires (30 s interval x patience 2 in Flower 1.42).
 
 Readiness: a SuperLink is ready when ``GET /health`` on its port answers 200 (HTTPS with the
 CA when TLS is on); a SuperNode is ready when it has activated at the SuperLink, i.e. its log
@@ -30,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedkit.flower.runtime.simulation import flower_env
+from fedkit.flower.runtime.flwr_cli import flower_env
 
 __all__ = [
     "FlowerProcess",
@@ -65,27 +66,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise ProcessError(f"no free TCP port found on {host}")
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def _children(pid: int) -> list[int]:
+    """The children of ``pid``: ``/proc/<pid>/task/<tid>/children`` of each of its threads."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
+    return found
 
 
 def _descendants(pid: int) -> list[int]:
-    """PIDs of every process below ``pid`` (Linux /proc; empty elsewhere)."""
-    if not Path("/proc").is_dir():
-        return []
-    tree, out, todo = _children(), [], [pid]
+    """PIDs of every process below ``pid``, found from ``pid`` downwards (Linux /proc with
+    ``CONFIG_PROC_CHILDREN``, on in mainstream kernels; empty elsewhere). No other process
+    is looked at."""
+    out, todo = [], [pid]
     while todo:
-        for child in tree.get(todo.pop(), []):
+        for child in _children(todo.pop()):
             out.append(child)
             todo.append(child)
     return out

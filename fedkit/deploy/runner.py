@@ -9,7 +9,7 @@ such table and keeps everything else in the file.
 :func:`run_on_superlink` writes the full run config to a TOML file, runs
 ``flwr run <fedkit checkout> <connection> --run-config <file> --stream``, takes the run id
 from its output, waits until Flower records the run as finished and raises
-:class:`~fedkit.flower.runtime.simulation.FlowerRunError` unless the status is
+:class:`~fedkit.flower.runtime.flwr_cli.FlowerRunError` unless the status is
 ``finished:completed`` -- ``flwr run`` itself exits 0 when the ServerApp fails.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import tomli_w
 
 from fedkit.config import RunConfig
-from fedkit.flower.runtime.simulation import (
+from fedkit.flower.runtime.flwr_cli import (
     FlowerRunError,
     FlowerRunTimeout,
     check_completed,
@@ -175,7 +175,7 @@ def run_on_superlink(cfg: RunConfig, connection: Connection | str, *,
         stream_to: A text stream that receives the run's log as it arrives.
         timeout: Seconds to wait for the run; on expiry the run is stopped (``flwr stop``).
         env: Environment of the ``flwr`` calls (default: this process's, see
-            :func:`~fedkit.flower.runtime.simulation.flower_env`).
+            :func:`~fedkit.flower.runtime.flwr_cli.flower_env`).
         settle: Seconds to wait, after the log stream ended, for the run's final status.
 
     Raises:

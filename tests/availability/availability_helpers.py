@@ -33,7 +33,8 @@ def model_specs(num_clients: int = NUM_CLIENTS) -> dict[str, dict]:
         "fedau-cyclic": {"model": "fedau", "pattern": "cyclic", "mean_p": 0.3, "period": 20},
         "alternating": {"model": "alternating", "period_e": 10, "alpha": 0.5},
         "markov": {"model": "markov", "mean_on": 3, "mean_off": 4},
-        "trace": {"model": "trace", "path": str(SCENARIO_DIR / "traces" / "example_trace.json")},
+        "trace": {"model": "trace",
+                  "path": str(SCENARIO_DIR.joinpath("traces", "example_trace.json"))},
     }
     for mode in ("IDL", "YMF", "MDF", "LDF", "YFF", "HOMO", "LN", "SLN", "YC"):
         specs[f"flgo-{mode}"] = {"model": "flgo", "mode": mode}

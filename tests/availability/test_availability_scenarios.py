@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from availability_helpers import mixed_client_info
 
+import fedkit
 from fedkit.availability import (
     MODELS,
     SCENARIO_DIR,
@@ -27,7 +28,8 @@ INFO = mixed_client_info()
 
 def test_required_scenarios_are_shipped():
     assert REQUIRED <= set(list_scenarios())
-    assert SCENARIO_DIR == Path(__file__).resolve().parents[2] / "simulations" / "scenarios"
+    # Package data of fedkit itself (importlib.resources), not a folder of the checkout.
+    assert Path(str(SCENARIO_DIR)) == Path(fedkit.__file__).resolve().parent / "scenarios"
 
 
 @pytest.mark.parametrize("name", list_scenarios())
@@ -52,9 +54,10 @@ def test_scenario_values():
 
 def test_trace_path_is_relative_to_the_scenario_file(tmp_path, monkeypatch):
     spec = load_scenario("trace")
-    assert Path(spec["path"]) == (SCENARIO_DIR / "traces" / "example_trace.json").resolve()
+    shipped = Path(str(SCENARIO_DIR.joinpath("traces", "example_trace.json")))
+    assert Path(spec["path"]) == shipped.resolve()
     monkeypatch.chdir(tmp_path)  # the working directory does not matter
-    model = build_availability(load_scenario(SCENARIO_DIR / "trace.toml"), INFO, seed=0)
+    model = build_availability(load_scenario(str(SCENARIO_DIR / "trace.toml")), INFO, seed=0)
     assert isinstance(model, TraceAvailability) and model.finish_time == 48
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from fedkit.availability import (
     read_trace,
 )
 
-EXAMPLE = SCENARIO_DIR / "traces" / "example_trace.json"
+EXAMPLE = Path(str(SCENARIO_DIR.joinpath("traces", "example_trace.json")))
 TRACE = {"finish_time": 6, "clients": {"0": [[0, 2], [4, 6]], "1": [[2, 3]], "3": [[1, 5]]}}
 
 

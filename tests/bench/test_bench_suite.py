@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedkit.availability.scenario import SCENARIO_DIR
+from fedkit.availability.scenario import SCENARIO_DIR, list_scenarios
 from fedkit.bench.suite import load_suite, scenario_label
 from fedkit.config import ConfigError
 
@@ -136,7 +136,7 @@ def test_scenario_label_is_the_file_stem_of_a_path():
 
 def test_availability_zoo_is_every_scenario_times_every_algorithm_times_three_seeds():
     suite = load_suite(ROOT / "simulations" / "availability_zoo.toml")
-    scenarios = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+    scenarios = list_scenarios()
     combos = {(r.config.availability, r.config.algorithm, r.config.seed) for r in suite.runs}
     assert combos == {(s, a, seed) for s in scenarios for a in ALGORITHMS for seed in (0, 1, 2)}
     assert len(suite.runs) == len(scenarios) * 5 * 3
@@ -155,7 +155,7 @@ def test_cifar10_suite_is_the_papers_setup():
         assert (cfg.num_clients, cfg.clients_per_round, cfg.rounds) == (1000, 100, 70000)
         assert (cfg.batch_size, cfg.local_steps, cfg.lr, cfg.lr_decay) == (5, 10, 0.01, 0.9999)
         assert (cfg.eval_every, cfg.seed, cfg.weighting) == (100, 0, "uniform")
-    spec = (SCENARIO_DIR / "alternating.toml").read_text()
+    spec = SCENARIO_DIR.joinpath("alternating.toml").read_text()
     assert "period_e = 10" in spec and "alpha = 0.5" in spec
 
 

@@ -3,7 +3,7 @@
 Flower packs every ``.py/.toml/.md/.json`` file of the project unless ``fab-include`` narrows
 it, and refuses a bundle over 10 MB; the result files under ``docs/results`` once pushed it
 past that limit and broke every ``flwr run``. pyproject's ``fab-include`` keeps the bundle to
-the package, the experiment and scenario files and the README.
+the package (with its scenario files, package data) and the README.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fedkit.flower.runtime.simulation import find_project_root, flower_env
+from fedkit.flower.runtime.flwr_cli import find_project_root, flower_env
 
 FLOWER_FAB_LIMIT = 10 * 1024 * 1024  # flwr 1.42: "FAB size exceeds maximum allowed size"
 
@@ -33,7 +33,8 @@ def test_fab_is_under_flowers_limit_and_holds_the_app(fab: Path) -> None:
     assert fab.stat().st_size < FLOWER_FAB_LIMIT
     names = set(zipfile.ZipFile(fab).namelist())
     assert {"pyproject.toml", "fedkit/flower/apps/server_app.py",
-            "fedkit/flower/apps/client_app.py", "simulations/scenarios/alternating.toml"} <= names
+            "fedkit/flower/apps/client_app.py", "fedkit/scenarios/alternating.toml",
+            "fedkit/scenarios/traces/example_trace.json"} <= names
 
 
 def test_fab_leaves_out_results_docs_and_tests(fab: Path) -> None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import TextIO
 
-__all__ = ["ProgressLine"]
+__all__ = ["ProgressLine", "is_progress_line"]
+
+_LINE = re.compile(r"\[[#-]+\] round \d+/\d+ ")
+
+
+def is_progress_line(text: str) -> bool:
+    """True if ``text`` is (or ends with, after a carriage return) a :class:`ProgressLine`
+    line: how ``fedkit simulate --runtime flower`` picks the progress out of a run's log."""
+    return _LINE.match(text.rpartition("\r")[2]) is not None
 
 
 def _clock(seconds: float) -> str:
