@@ -33,6 +33,7 @@ from quickstart_app import train as quickstart_train
 
 from fedkit.algorithms import FedAU, FedAvg, FedLaAvg, FedVARP, Mifa
 from fedkit.algorithms.arrays import flatten, float64_like
+from fedkit.algorithms.contract import ContractError
 from fedkit.algorithms.replies import validate_train_replies
 from fedkit.config import RunConfig
 from fedkit.flower import InProcessGrid
@@ -358,10 +359,11 @@ def first_round(client, strategy):
                                             reference=float64_like(arrays))
 
 
-def test_without_client_id_mod_no_node_is_known_and_nobody_trains(caplog):
-    with caplog.at_level(logging.WARNING):
-        messages, _ = first_round(make_app([fedlaavg_mod]), fedlaavg("client-delta"))
-    assert messages == []
+def test_without_client_id_mod_no_node_is_known_and_the_run_fails_naming_the_fix(caplog):
+    with caplog.at_level(logging.WARNING), pytest.raises(
+            ContractError, match=r"add fedkit\.flower\.mods\.client_id_mod .*"
+                                 r"register_client_id_query\(app\)"):
+        first_round(make_app([fedlaavg_mod]), fedlaavg("client-delta"))
     assert any("No query function registered with name 'client_id'" in r.getMessage()
                for r in caplog.records)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,7 +40,7 @@ from fedkit.flower.runtime.flwr_cli import (
     write_run_config,
 )
 
-__all__ = ["APP_COMPONENTS", "run_flower_simulation", "write_flower_app"]
+__all__ = ["APP_COMPONENTS", "run_flower_app", "run_flower_simulation", "write_flower_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,45 @@ def run_flower_simulation(
         FlowerRunError: If the SuperLink does not start, or the run does not reach the status
             ``finished:completed``.
     """
+    with tempfile.TemporaryDirectory(prefix="fedkit-flower-app-") as tmp:
+        app = write_flower_app(Path(tmp) / "app")
+        config_file = write_run_config(cfg, Path(tmp) / "run_config.toml")
+        header = f"{cfg.num_clients} virtual SuperNodes, {cfg.rounds} rounds"
+        return run_flower_app(app, num_supernodes=cfg.num_clients, run_config=config_file,
+                              num_cpus_per_client=num_cpus_per_client, stream_to=stream_to,
+                              progress_to=progress_to, progress_header=header,
+                              timeout=timeout)
+
+
+def run_flower_app(
+    app: str | Path,
+    *,
+    num_supernodes: int,
+    run_config: Path | Mapping[str, Any] | None = None,
+    num_cpus_per_client: float = 1.0,
+    stream_to: Any = None,
+    progress_to: TextIO | None = None,
+    progress_header: str = "",
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run any Flower app (a folder with its ``pyproject.toml``) under Flower's Simulation
+    Engine on a SuperLink of its own (the module docstring, steps 1-4).
+
+    Args:
+        app: The app folder (what ``flwr run <app>`` takes).
+        num_supernodes: Virtual SuperNodes.
+        run_config: A TOML file of ``--run-config`` overrides, or the overrides themselves.
+        num_cpus_per_client, stream_to, progress_to, timeout: As for
+            :func:`run_flower_simulation`.
+        progress_header: Appended to the line ``progress_to`` receives when the SuperLink is up.
+
+    Returns:
+        Flower's record of the finished run (``flwr ls --format json``).
+
+    Raises:
+        FlowerRunError: If the SuperLink does not start, or the run does not reach the status
+            ``finished:completed``.
+    """
     with tempfile.TemporaryDirectory(prefix="fedkit-flower-sim-") as tmp:
         work = Path(tmp)
         env = flower_env()
@@ -143,15 +183,19 @@ def run_flower_simulation(
             raise FlowerRunError(f"could not start the simulation SuperLink: {exc}") from exc
         try:
             write_connection(Connection(_CONNECTION, superlink.address), env=env)
-            config_file = write_run_config(cfg, work / "run_config.toml")
-            federation = (f"num-supernodes={cfg.num_clients} client-resources-num-cpus="
+            federation = (f"num-supernodes={num_supernodes} client-resources-num-cpus="
                           f"{_int_if_whole(num_cpus_per_client)}")
-            cmd = ["flwr", "run", str(write_flower_app(work / "app")), _CONNECTION, "--stream",
-                   "--run-config", str(config_file), "--federation-config", federation]
+            cmd = ["flwr", "run", str(app), _CONNECTION, "--stream",
+                   "--federation-config", federation]
+            if isinstance(run_config, Mapping):
+                overrides = work / "run_config.toml"
+                overrides.write_text(tomli_w.dumps(dict(run_config)))
+                run_config = overrides
+            if run_config is not None:
+                cmd += ["--run-config", str(run_config)]
             if stream_to is None and progress_to is not None:
                 progress_to.write(f"Flower Simulation Engine: SuperLink {superlink.address} "
-                                  f"(pid {superlink.pid}), {cfg.num_clients} virtual "
-                                  f"SuperNodes, {cfg.rounds} rounds\n")
+                                  f"(pid {superlink.pid}), {progress_header}\n")
                 progress_to.flush()
                 stream_to = _ProgressOnly(progress_to)
             run_id, lines = stream_flwr_run(cmd, env, stream_to=stream_to, timeout=timeout)

@@ -1,0 +1,1 @@
+"""A quickstart-style Flower app on synthetic data that uses fedkit's parts."""

@@ -1,0 +1,1 @@
+"""The quickstart-fedkit task under Flower's own SecAgg+ (legacy API), for comparison."""
