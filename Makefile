@@ -16,7 +16,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 STAMP := $(VENV)/.fedkit-installed
 CIFAR := $(FEDKIT_DATA)/cifar-10-batches-py/test_batch
 
-.PHONY: install demo test test-data lint bench clean
+.PHONY: install demo test test-data lint bench api-docs clean
 
 install: $(STAMP)
 
@@ -42,7 +42,12 @@ test: $(STAMP) test-data
 	$(BIN)/python -m pytest -q --doctest-modules fedkit
 
 lint: $(STAMP)
-	$(BIN)/ruff check fedkit tests benchmarks
+	$(BIN)/ruff check fedkit tests benchmarks examples
+
+# HTML reference of the public API from the docstrings (docs/api/, not committed).
+api-docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'pdoc>=14'
+	$(BIN)/python -m pdoc -o docs/api --docformat google fedkit
 
 bench: $(STAMP) test-data
 	$(BIN)/python benchmarks/round_time.py

@@ -24,6 +24,7 @@ def test_wheel_holds_the_scenario_files(installed_wheel):
                if p.is_file()}
     assert {"fedkit/scenarios/markov.toml", "fedkit/scenarios/traces/example_trace.json"} \
         <= shipped <= names
+    assert "fedkit/py.typed" in names  # type checkers read the package's hints (PEP 561)
 
 
 def test_installed_wheel_loads_scenarios_from_the_package(installed_wheel, tmp_path):

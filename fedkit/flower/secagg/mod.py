@@ -12,8 +12,9 @@ server sees neither the model nor the metrics in clear.
 A reply of the wrapped handler without arrays (e.g. fedkit's FedLaAvg ``state-lost``) is passed
 on as is: the client drops out of the protocol and the server recovers its masks.
 
-Use it as ``ClientApp(mods=[secagg_mod])`` or ``@app.train(mods=[secagg_mod])``. See
-``docs/secagg.md`` ("On Flower").
+Use it as ``ClientApp(mods=[secagg_mod])`` or ``@app.train(mods=[secagg_mod])``; with
+``fedlaavg_mod``, ``secagg_mod`` comes first (outside: clip -> mask). See ``docs/secagg.md``
+("On Flower") and ``docs/flower.md``.
 """
 
 from __future__ import annotations
