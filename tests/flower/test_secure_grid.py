@@ -107,3 +107,10 @@ def test_a_strategy_needing_individual_updates_is_refused():
         SecureAggregationGrid(grid(), strategy=fedlaavg(mode="server-table"))
     with pytest.raises(ValueError, match="weighted_by_key = 'weight'"):
         SecureAggregationGrid(grid(), weighted_by_key="weight")
+
+
+def test_a_round_under_another_arrayrecord_key_is_refused_not_sent_in_clear(initial):
+    strategy = FlowerFedAvg(fraction_train=1.0, fraction_evaluate=0.0, arrayrecord_key="model")
+    with pytest.raises(ValueError, match="refusing to send the round in clear"):
+        strategy.start(SecureAggregationGrid(grid()), initial, num_rounds=1,
+                       train_config=ConfigRecord({"lr": CFG.lr}))

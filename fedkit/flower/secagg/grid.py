@@ -102,9 +102,13 @@ class SecureAggregationGrid(Grid):
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
-        if not messages or any(m.metadata.message_type != "train" or
-                               ARRAYS_KEY not in m.content.array_records for m in messages):
+        if not messages or any(m.metadata.message_type != "train" for m in messages):
             return self.inner.send_and_receive(messages, timeout=timeout)
+        if any(ARRAYS_KEY not in m.content.array_records for m in messages):
+            names = sorted(messages[0].content.array_records.keys())
+            raise ValueError(f"SecureAggregationGrid: train messages hold ArrayRecords {names}, "
+                             f"expected the model under {ARRAYS_KEY!r} (the arrayrecord_key "
+                             "secure aggregation masks); refusing to send the round in clear")
         return [self._secure_round(messages, self.timeout if self.timeout is not None
                                    else timeout)]
 
