@@ -38,19 +38,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from flwr.app import Error, Message, RecordDict
+from flwr.app import Error, Message
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
 
 from fedkit.algorithms.directory import ClientDirectory
 from fedkit.availability import AvailabilityModel
 from fedkit.flower.runtime.inprocess import assign_message_id
+from fedkit.flower.runtime.wrapper import GridWrapper
 
 __all__ = ["AvailabilityGrid", "message_round"]
 
 
-class AvailabilityGrid(Grid):
+class AvailabilityGrid(GridWrapper):
     """A grid that exposes only the clients online in the current round.
 
     Args:
@@ -67,7 +67,7 @@ class AvailabilityGrid(Grid):
 
     def __init__(self, inner: Grid, model: AvailabilityModel,
                  directory: ClientDirectory | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.model = model
         self.directory = directory if directory is not None else ClientDirectory(
             model.num_clients)
@@ -75,7 +75,6 @@ class AvailabilityGrid(Grid):
         self._explicit = False  # set_round was called: infer nothing
         self._trained = False  # the current round's training exchange has been made
         self._undelivered: dict[str, Message] = {}
-        self.runtime_name = getattr(inner, "runtime_name", "flower")
 
     def set_round(self, server_round: int) -> None:
         """Make ``server_round``'s availability current (and stop inferring the round)."""
@@ -109,18 +108,7 @@ class AvailabilityGrid(Grid):
         return {node for client, node in self.directory.online(self.inner).items()
                 if online[client]}
 
-    # -- Grid interface -------------------------------------------------------------------
-    def set_run(self, run: Run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.inner.run
-
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
-        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
-
+    # -- Grid interface (the rest passes through) -----------------------------------------
     def get_node_ids(self) -> Iterable[int]:
         online = self._online_nodes()
         return [n for n in self.inner.get_node_ids() if n in online]

@@ -31,12 +31,12 @@ import numpy as np
 from flwr.app import Error, Message, MetricRecord, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
 
 from fedkit.algorithms.arrays import flatten, unflatten
 from fedkit.algorithms.base import FedkitStrategy
 from fedkit.algorithms.replies import ARRAYS_KEY
 from fedkit.algorithms.secure_sum import VectorSpec, secure_sum_content
+from fedkit.flower.runtime.wrapper import GridWrapper
 from fedkit.flower.secagg.workflow import SecureAggregation, SecureAggregationSettings
 
 __all__ = ["SecureAggregationGrid", "secure_train_fn"]
@@ -44,7 +44,7 @@ __all__ = ["SecureAggregationGrid", "secure_train_fn"]
 logger = logging.getLogger(__name__)
 
 
-class SecureAggregationGrid(Grid):
+class SecureAggregationGrid(GridWrapper):
     """A grid whose train rounds run under secure aggregation (see the module docstring).
 
     Args:
@@ -69,36 +69,15 @@ class SecureAggregationGrid(Grid):
         if weighted_by_key not in ("num-examples", None):
             raise ValueError(f"weighted_by_key = {weighted_by_key!r}: secure aggregation masks "
                              "weights from the 'num-examples' metric, or none (None)")
-        self.inner = inner
+        super().__init__(inner)
         self.settings = settings or SecureAggregationSettings()
         self.strategy = strategy
         self.weighted_by_key = weighted_by_key
         self.timeout = timeout
-        self.runtime_name = getattr(inner, "runtime_name", "flower")
         if strategy is not None:
             strategy.enable_secure_aggregation(self.settings.clip)
 
-    # -- Grid interface: everything but train rounds passes through ------------------------
-    def set_run(self, run: Run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.inner.run
-
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
-        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.inner.get_node_ids()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)
-
+    # -- Grid interface: everything but train rounds passes through ---------------------
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
