@@ -158,7 +158,9 @@ def protocol_app(speaks_for: dict[int, int] | None = None):
 def secure_sum(app, num_neighbours=None):
     grid = InProcessGrid(app, num_nodes=6, run_config={})
     ex = Exchange(grid, nodes_of(grid), server_round=2, timeout=None)
-    config = SecAggConfig(num_clients=6, vector_length=5, threshold=3,
+    # a strict majority of each neighbourhood, the clients' default floor (ClientPolicy)
+    config = SecAggConfig(num_clients=6, vector_length=5,
+                          threshold=4 if num_neighbours is None else 3,
                           num_neighbours=num_neighbours, round_id=2)
     transport = FlowerStages(ex, config)
     run = run_stages(SecAggServer(config, client_ids=range(6)), range(6), transport,

@@ -71,7 +71,8 @@ def assert_exact(outcome, contributors, weighted=True):
 @pytest.mark.parametrize("stage", list(Stage))
 def test_sum_is_exact_with_dropouts_at_every_stage(stage, neighbours):
     dropped = {2, 5}
-    settings = SecureAggregationSettings(num_neighbours=neighbours, threshold=0.4)
+    # t = 5 of 8 (complete graph), 3 of each 5 (k = 4): a strict majority, the clients' floor
+    settings = SecureAggregationSettings(num_neighbours=neighbours, threshold=0.5)
     outcome = secure_round(dropping(toy_app, {stage: dropped}), settings)
     # Inputs that reached the server before the unmask stage stay in the sum.
     contributors = CLIENTS if stage is Stage.UNMASK else [c for c in CLIENTS if c not in dropped]

@@ -8,6 +8,10 @@ instance. :func:`client_stage` is the one place that creates, restores, saves an
 the secure-aggregation mod of training rounds, the private set union and the submodel upload
 all answer their stages through it. The state holds private keys and never leaves the node;
 it is deleted when the instance ends or a stage fails, so a later round starts clean.
+
+Before it opens an instance, the node holds the server's parameters to its own floor
+(:func:`~fedkit.flower.secagg.policy.node_policy`, from its node config): a request below it
+is refused before any key exists (``docs/secagg.md``, "Client-side policy").
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 
 from flwr.app import ConfigRecord, Context
 
+from fedkit.flower.secagg.policy import node_policy
 from fedkit.flower.secagg.records import CONFIG_PREFIX, read_config
 from fedkit.privacy.secagg import (
     SecAggClient,
@@ -76,6 +81,8 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
         masked_fn: ``(client, shares broadcast) -> masked input`` for masked-input.
 
     Raises:
+        SecAggPolicyError: The opening request's parameters are below this node's policy
+            (its ``secagg-min-*`` node config, else the defaults); nothing is created.
         SecAggError: Any failed protocol check; the node's protocol state is deleted.
     """
     phase = str(record.get("phase"))
@@ -83,6 +90,7 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
         if stage is Stage.ADVERTISE_KEYS:
             config = read_config(record)
             client_id = int(record["client-id"])
+            node_policy(context.node_config).check(config, client_id=client_id)
             client = open_fn(config, client_id) if open_fn else cls(config, client_id)
             out = client.advertise_keys()
         else:

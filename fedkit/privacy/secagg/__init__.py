@@ -48,12 +48,14 @@ from fedkit.privacy.secagg._messages import (
     UnmaskResponse,
     decode_message,
 )
+from fedkit.privacy.secagg._policy import ClientPolicy, SecAggPolicyError
 from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
 from fedkit.privacy.secagg._stages import StageRun, StageTransport, run_stages
 
 __all__ = [
     "WIRE_VERSION",
     "AdvertiseKeys",
+    "ClientPolicy",
     "HeadroomError",
     "KeysBroadcast",
     "MaskedInput",
@@ -62,6 +64,7 @@ __all__ = [
     "SecAggConfig",
     "SecAggConfigError",
     "SecAggError",
+    "SecAggPolicyError",
     "SecAggProtocolError",
     "SecAggReport",
     "SecAggResult",
