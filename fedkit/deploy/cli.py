@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -92,6 +93,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="SuperLink + N SuperNodes + one run on 127.0.0.1")
     _run_args(local)
     local.add_argument("--nodes", type=int, default=3)
+    local.add_argument("--base-port", type=int, default=None,
+                       help="SuperLink on this port, SuperNode i on base + 1 + i "
+                            "(default: free ports)")
     local.add_argument("--tls", action="store_true", help="TLS with a temporary CA")
     local.add_argument("--auth", action="store_true", help="SuperNode authentication (--tls)")
     local.add_argument("--workdir", type=Path, default=None,
@@ -160,17 +164,54 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StopSignal(Exception):
+    """A stop signal arrived (SIGTERM, SIGINT or SIGHUP) while a process ran in the foreground."""
+
+
+# Signals that stop a foreground Flower process: SIGTERM (kill, systemd), SIGINT (Ctrl-C) and
+# SIGHUP (the terminal closed). Each is handled even where it was ignored when we started
+# (nohup ignores SIGHUP and a background shell job ignores SIGINT): the wrapper must never
+# exit and leave its SuperLink/SuperNode and their children running.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _StopSignal(signal.Signals(signum).name)
+
+
 def _foreground(proc) -> int:
-    print(f"{proc.name} running (pid {proc.pid}), log: {proc.log_file}; Ctrl-C stops it")
+    """Supervise ``proc`` until it exits or a stop signal arrives; stop its whole tree.
+
+    Returns:
+        0 when the process ended normally or was stopped by a signal, 1 when it failed.
+    """
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    print(f"{proc.name} running (pid {proc.pid}), log: {proc.log_file}; Ctrl-C, SIGTERM or "
+          "SIGHUP stops it", flush=True)
+    stopped_by = None
     try:
         while proc.alive():
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        pass
+            time.sleep(0.5)
+    except (_StopSignal, KeyboardInterrupt) as exc:
+        stopped_by = str(exc) or "SIGINT"
     finally:
-        proc.stop()
+        # The stop itself must not be interrupted by a second signal (e.g. systemd's SIGTERM
+        # followed by SIGHUP to the whole group): ignore them until the tree is down.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            proc.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     code = proc.popen.returncode
-    return 0 if code in (0, -15, None) else 1
+    if stopped_by is not None:
+        print(f"{proc.name} (pid {proc.pid}) stopped on {stopped_by}", flush=True)
+        return 0
+    if code != 0:
+        print(f"{proc.name} (pid {proc.pid}) exited with status {code}; its log "
+              f"{proc.log_file} ends with:\n{proc.log_tail()}", file=sys.stderr)
+    return 0 if code == 0 else 1
 
 
 def _superlink(args: argparse.Namespace) -> int:
@@ -227,7 +268,7 @@ def _local(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="fedkit-deploy-") as tmp:
         workdir = args.workdir or Path(tmp)
         with LocalFederation(workdir, num_nodes=args.nodes, tls=args.tls or args.auth,
-                             auth=args.auth) as fed:
+                             auth=args.auth, base_port=args.base_port) as fed:
             print(f"SuperLink {fed.connection.address} ({'TLS' if args.tls else 'insecure'}), "
                   f"{args.nodes} SuperNodes; logs in {workdir / 'logs'}", flush=True)
             status = fed.run(cfg, stream_to=sys.stdout)

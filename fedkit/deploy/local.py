@@ -28,6 +28,7 @@ from fedkit.deploy.processes import (
     FlowerProcess,
     ProcessError,
     free_port,
+    port_free,
     start_superlink,
     start_supernode,
     wait_connected,
@@ -62,13 +63,26 @@ class LocalFederation:
         node_config: Extra node-config entries for every SuperNode (e.g. ``data-dir``);
             ``client-id`` is set per node.
         connection_name: Name of the connection written to ``flwr-home/config.toml``.
+        base_port: Fixed ports instead of free ones: the SuperLink listens on
+            ``base_port`` and the SuperNode of client ``i`` on ``base_port + 1 + i`` (for
+            firewalls and for running several federations side by side). ``None``
+            (default): free ports picked at start.
+
+    Raises:
+        ValueError: On ``num_nodes < 0``, auth without TLS, or a ``base_port`` whose range
+            ``base_port .. base_port + num_nodes`` leaves 1024-65535.
     """
 
     def __init__(self, workdir: str | Path, *, num_nodes: int, tls: bool = True,
                  auth: bool = False, node_config: Mapping[str, Any] | None = None,
-                 connection_name: str = "fedkit-local") -> None:
+                 connection_name: str = "fedkit-local", base_port: int | None = None) -> None:
         if num_nodes < 0:
             raise ValueError(f"num_nodes = {num_nodes}, expected >= 0")
+        if base_port is not None and (isinstance(base_port, bool) or not isinstance(base_port, int)
+                                      or not 1024 <= base_port <= 65535 - num_nodes):
+            raise ValueError(f"base_port = {base_port!r}, expected an integer in 1024.."
+                             f"{65535 - num_nodes} (the SuperLink takes base_port, SuperNode i "
+                             "takes base_port + 1 + i)")
         if auth and not tls:
             raise ValueError("auth = True needs tls = True: Flower refuses SuperNode "
                              "authentication without TLS")
@@ -77,6 +91,7 @@ class LocalFederation:
         self.tls, self.auth = tls, auth
         self.node_config = dict(node_config or {})
         self.connection_name = connection_name
+        self.base_port = base_port
         self.env = flower_env({**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home")})
         self.tls_files: TlsFiles | None = None
         self.connection: Connection | None = None
@@ -101,8 +116,10 @@ class LocalFederation:
         (self.workdir / "flwr-home").mkdir(parents=True, exist_ok=True)
         if self.tls and self.tls_files is None:
             self.tls_files = write_tls_files(self.workdir / "certs", [_HOST, "localhost"])
-        port = int(self.connection.address.rsplit(":", 1)[1]) if self.connection \
-            else free_port(_HOST)
+        if self.connection:
+            port = int(self.connection.address.rsplit(":", 1)[1])
+        else:
+            port = self._port(-1)
         tls = self.tls_files
         self.superlink = start_superlink(
             port=port, host=_HOST, database=self.workdir / "superlink.db",
@@ -143,7 +160,7 @@ class LocalFederation:
         if old is not None and old.alive():
             raise RuntimeError(f"the SuperNode of client {client_id} is running (pid {old.pid})")
         if client_id not in self._node_ports:
-            self._node_ports[client_id] = free_port(_HOST)
+            self._node_ports[client_id] = self._port(client_id)
         deadline = time.monotonic() + retry_for
         while True:
             proc = self._launch_node(client_id, node_config, wait)
@@ -159,6 +176,17 @@ class LocalFederation:
                 logger.info("SuperNode of client %s not activated yet (the SuperLink still "
                             "counts it online); retrying", client_id)
                 time.sleep(2.0)
+
+    def _port(self, client_id: int) -> int:
+        """The SuperLink's port (``client_id = -1``) or a SuperNode's: fixed, or a free one."""
+        if self.base_port is None:
+            return free_port(_HOST)
+        port = self.base_port + 1 + client_id
+        if not port_free(_HOST, port):
+            what = "the SuperLink" if client_id < 0 else f"the SuperNode of client {client_id}"
+            raise ProcessError(f"port {port} for {what} (base port {self.base_port}) is in use "
+                               "on 127.0.0.1; pick another --base-port")
+        return port
 
     def _launch_node(self, client_id: int, node_config: Mapping[str, Any],
                      wait: bool) -> FlowerProcess:

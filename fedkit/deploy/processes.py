@@ -37,6 +37,7 @@ __all__ = [
     "FlowerProcess",
     "ProcessError",
     "free_port",
+    "port_free",
     "healthy",
     "node_config_arg",
     "start_superlink",
@@ -64,6 +65,16 @@ def free_port(host: str = "127.0.0.1") -> int:
             _handed_out.add(port)
             return port
     raise ProcessError(f"no free TCP port found on {host}")
+
+
+def port_free(host: str, port: int) -> bool:
+    """True if a TCP server could bind ``host:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _children(pid: int) -> list[int]:

@@ -131,3 +131,31 @@ def test_deploy_cli_parses_every_action():
     assert (args.client_id, args.insecure, args.data_dir) == (4, True, "/d")
     with pytest.raises(SystemExit):  # TLS or --insecure must be chosen
         parser.parse_args(["deploy", "run", "--superlink", "h:1"])
+
+
+@pytest.mark.parametrize("base_port", [80, 65535, True, "9200"])
+def test_local_federation_refuses_a_base_port_out_of_range(tmp_path, base_port):
+    from fedkit.deploy import LocalFederation
+
+    with pytest.raises(ValueError, match="base_port"):
+        LocalFederation(tmp_path, num_nodes=3, tls=False, base_port=base_port)
+
+
+def test_local_federation_base_port_fixes_every_port(tmp_path):
+    import socket
+
+    from fedkit.deploy import LocalFederation
+    from fedkit.deploy.processes import ProcessError
+
+    base = free_port()
+    fed = LocalFederation(tmp_path, num_nodes=3, tls=False, base_port=base)
+    assert [fed._port(c) for c in (-1, 0, 2)] == [base, base + 1, base + 3]
+    with socket.socket() as busy:  # a port in the range already taken: named, not reused
+        busy.bind(("127.0.0.1", base + 2))
+        busy.listen()
+        with pytest.raises(ProcessError, match=f"port {base + 2} for the SuperNode of client 1"):
+            fed._port(1)
+    args = argparse.ArgumentParser()
+    add_parser(args.add_subparsers(dest="command"))
+    parsed = args.parse_args(["deploy", "local", "--base-port", "9400"])
+    assert parsed.base_port == 9400

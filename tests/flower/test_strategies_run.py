@@ -206,3 +206,27 @@ def test_availability_grid_answers_offline_nodes_with_error_replies():
     replies = list(grid.send_and_receive([Message(RecordDict(), offline_node, "train")]))
     assert len(replies) == 1 and replies[0].has_error()
     assert "offline in round 11" in replies[0].error.reason
+
+
+def test_a_client_declining_a_round_answers_node_unavailable_without_an_exception(caplog):
+    """Client-side enforcement: an offline client's reply is a NODE_UNAVAILABLE error reply
+    logged at INFO, not an exception (which Flower's SuperNode logs as an ERROR, exit 800)."""
+    from flwr.app import Message, RecordDict
+    from flwr.common.constant import ErrorCode
+
+    cfg = RunConfig(availability="alternating", availability_enforce="client", progress=False)
+    TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = 1
+    grid = InProcessGrid(client_app, num_nodes=cfg.num_clients, run_config=cfg.to_dict())
+    arrays = arrays_of(new_model(cfg, load_data(cfg)))
+    messages = [Message(RecordDict({"arrays": arrays,
+                                    "config": ConfigRecord({"server-round": 11, "lr": 0.05})}),
+                        node, "train") for node in grid.get_node_ids()]
+    with caplog.at_level(logging.INFO):
+        replies = list(grid.send_and_receive(messages))
+    declined = [r for r in replies if r.has_error()]
+    assert declined and len(declined) < len(replies)
+    assert all(r.error.code == ErrorCode.NODE_UNAVAILABLE for r in declined)
+    assert all("offline in round 11" in r.error.reason for r in declined)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("declines the work" in r.getMessage() and r.levelno == logging.INFO
+               for r in caplog.records)

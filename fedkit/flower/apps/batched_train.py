@@ -31,9 +31,11 @@ from flwr.app import Context, Message
 
 from fedkit.algorithms.replies import ARRAYS_KEY
 from fedkit.flower.apps.client_train import (
+    ClientOffline,
     TrainTask,
     finish_train,
     local_sgd_config,
+    offline_reply,
     prepare_train,
     train_task,
 )
@@ -93,6 +95,8 @@ def _run(items: list[BatchItem], device: str) -> list[Message]:
     for i, (msg, context) in enumerate(items):
         try:
             tasks.append((i, prepare_train(msg, context)))
+        except ClientOffline as exc:
+            replies[i] = offline_reply(msg, exc)
         except Exception as exc:  # noqa: BLE001 - a client failure is a reply
             replies[i] = error_reply(msg, exc)
     trained = _train_together([t for _, t in tasks], device) if tasks else None

@@ -35,7 +35,13 @@ from flwr.clientapp import ClientApp
 
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
 from fedkit.flower.apps.batched_train import train_batch_handler
-from fedkit.flower.apps.client_train import ClientOffline, finish_train, prepare_train, train_task
+from fedkit.flower.apps.client_train import (
+    ClientOffline,
+    finish_train,
+    offline_reply,
+    prepare_train,
+    train_task,
+)
 from fedkit.flower.apps.task import (
     availability_model,
     client_id_of,
@@ -62,8 +68,11 @@ register_client_id_query(app)
 
 @app.train(mods=TRAIN_MODS)
 def train(msg: Message, context: Context) -> Message:
-    """Run local SGD from the received model; reply with the local model."""
-    task = prepare_train(msg, context)
+    """Run local SGD from the received model; reply with the local model (or decline it)."""
+    try:
+        task = prepare_train(msg, context)
+    except ClientOffline as exc:
+        return offline_reply(msg, exc)
     local, result = train_task(task)
     return Message(finish_train(task, local, result), reply_to=msg)
 
@@ -75,8 +84,8 @@ batchable(app, "train", train_batch_handler, mods=TRAIN_MODS)
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received arrays on this client's share of the test set.
 
-    Raises:
-        ClientOffline: If client-side availability enforcement says the client is offline.
+    A client that client-side availability enforcement marks offline declines
+    (:func:`~fedkit.flower.apps.client_train.offline_reply`).
     """
     cfg = node_run_config(context)
     client_id = client_id_of(context, cfg.num_clients)
@@ -84,9 +93,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     if cfg.availability_enforce == "client" and cfg.availability != "always":
         server_round = int(msg.content["config"]["server-round"])
         if not availability_model(cfg, data).available(server_round)[client_id]:
-            raise ClientOffline(f"client {client_id} is offline in round {server_round} "
-                                f"according to availability scenario {cfg.availability!r}; "
-                                "it declines the work")
+            return offline_reply(msg, ClientOffline(
+                f"client {client_id} is offline in round {server_round} according to "
+                f"availability scenario {cfg.availability!r}; it declines the work"))
     indices = np.arange(client_id, len(data.test.y), cfg.num_clients)
     result = evaluate_model(model_with_arrays(cfg, data, msg.content[ARRAYS_KEY]), data.test,
                             indices=indices)

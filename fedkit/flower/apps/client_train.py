@@ -18,9 +18,11 @@ ClientApp does, and always replies with its local model.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 
 from fedkit.algorithms.base import REPLY_GRADIENT_DELTA, REPLY_MODEL
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
@@ -39,6 +41,7 @@ from fedkit.training import LocalSGDConfig, TrainResult, train_local
 
 __all__ = [
     "ClientOffline",
+    "offline_reply",
     "TrainTask",
     "finish_train",
     "local_sgd_config",
@@ -46,6 +49,8 @@ __all__ = [
     "prepare_train",
     "train_task",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def local_sgd_config(cfg: RunConfig, lr: float, *, loss_scale: float = 1.0) -> LocalSGDConfig:
@@ -63,6 +68,18 @@ def local_sgd_config(cfg: RunConfig, lr: float, *, loss_scale: float = 1.0) -> L
 
 class ClientOffline(RuntimeError):
     """The client's availability scenario says it is offline this round."""
+
+
+def offline_reply(msg: Message, exc: ClientOffline) -> Message:
+    """The reply of a client that declines ``msg`` because its scenario says it is offline.
+
+    Declining is the scenario working, not a failure: the client logs it at INFO and answers
+    with a ``NODE_UNAVAILABLE`` error reply (what the server-side availability grid answers
+    for an offline node), so Flower's SuperNode logs no exception for it (a raised exception
+    shows up there as an ERROR with a traceback and exit code 800 of the ClientApp process).
+    """
+    logger.info("%s", exc)
+    return Message(Error(code=ErrorCode.NODE_UNAVAILABLE, reason=str(exc)), reply_to=msg)
 
 
 def _train_from(cfg: RunConfig, data, arrays, client_id: int, server_round: int,
