@@ -1,0 +1,169 @@
+"""How many SuperNodes one machine holds: memory per SuperNode and seconds per round.
+
+Starts a local federation on 127.0.0.1 (``fedkit.deploy.LocalFederation``: a SuperLink and N
+SuperNodes, insecure by default, ``--tls`` for TLS) for each N in ``--nodes`` (10, 25, 50),
+then:
+
+* **memory**: with the federation idle, the resident set (VmRSS from ``/proc``) of each
+  SuperNode's process tree (``flower-supernode`` and the ``flower-superexec`` it starts),
+  and of the SuperLink's tree; reported as the median per SuperNode and the total;
+* **latency**: a tiny job (Synthetic(1, 1), logistic regression, FedAvg, K = N clients per
+  round, 5 local steps), ``--rounds`` rounds; the median of the steady rounds (first and
+  last left out, as in ``benchmarks/deployment_latency.py``); the peak of the machine's
+  used memory during the run (MemTotal - MemAvailable, sampled every 0.5 s) minus the idle
+  value is what the round's ClientApp processes add.
+
+The 1-minute load average before and after each run is recorded: on a shared machine other
+jobs only ever add time. Every process is started by the federation and stopped by PID.
+
+Usage:
+    python benchmarks/many_supernodes.py [--nodes 10,25,50] [--rounds 4] [--tls]
+
+Writes benchmarks/results/many_supernodes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from round_time import measure
+
+RESULT = Path(__file__).parent / "results" / "many_supernodes.json"
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and every process below it, in MiB."""
+    from fedkit.deploy.processes import _descendants
+
+    return sum(_rss_mb(p) for p in [pid, *_descendants(pid)])
+
+
+def used_memory_mb() -> float:
+    """MemTotal - MemAvailable of the machine, in MiB."""
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, value = line.split(":", 1)
+        info[key] = int(value.split()[0])
+    return (info["MemTotal"] - info["MemAvailable"]) / 1024
+
+
+class PeakSampler:
+    """Samples :func:`used_memory_mb` every ``interval`` seconds in a thread; keeps the peak."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval, self.peak = interval, used_memory_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, used_memory_mb())
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_size(num_nodes: int, rounds: int, tls: bool, workdir: Path) -> dict:
+    from fedkit.config import RunConfig
+    from fedkit.deploy import LocalFederation
+
+    cfg = RunConfig(name=f"nodes{num_nodes}", algorithm="fedavg", dataset="synthetic",
+                    model="logreg", num_clients=num_nodes, clients_per_round=num_nodes,
+                    rounds=rounds, local_steps=5, batch_size=10, eval_every=0,
+                    progress=False, round_timeout=1800.0,
+                    output_dir=str(workdir / f"nodes{num_nodes}" / "out"))
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    with LocalFederation(workdir / f"nodes{num_nodes}", num_nodes=num_nodes, tls=tls) as fed:
+        started = time.perf_counter() - start
+        time.sleep(5.0)  # let every SuperNode settle (first polls, SuperExec start)
+        per_node = [tree_rss_mb(p.pid) for p in fed.nodes.values()]
+        link = tree_rss_mb(fed.superlink.pid)
+        idle_used = used_memory_mb()
+        with PeakSampler() as sampler:
+            run_start = time.perf_counter()
+            status = fed.run(cfg, timeout=7200)
+            report = measure(cfg.results_dir, time.perf_counter() - run_start)
+    report.update({
+        "num_supernodes": num_nodes,
+        "status": status.get("status"),
+        "federation_start_seconds": started,
+        "supernode_rss_mb_median": statistics.median(per_node),
+        "supernode_rss_mb_min_max": [min(per_node), max(per_node)],
+        "supernodes_rss_mb_total": sum(per_node),
+        "superlink_rss_mb": link,
+        "round_peak_extra_used_mb": sampler.peak - idle_used,
+        "load_average_1min": [load_before, os.getloadavg()[0]],
+    })
+    return report
+
+
+def table(reports: list[dict]) -> str:
+    """A markdown table for docs/deployment.md."""
+    rows = ["| SuperNodes | start (s) | RSS per SuperNode (MiB, median) | all SuperNodes (MiB) "
+            "| SuperLink (MiB) | seconds per round (median) | extra memory during a round (MiB) "
+            "| load (1 min) before, after |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        rows.append(f"| {r['num_supernodes']} | {r['federation_start_seconds']:.0f} | "
+                    f"{r['supernode_rss_mb_median']:.0f} | {r['supernodes_rss_mb_total']:.0f} | "
+                    f"{r['superlink_rss_mb']:.0f} | {r['seconds_per_round']:.1f} | "
+                    f"{r['round_peak_extra_used_mb']:.0f} | "
+                    f"{r['load_average_1min'][0]:.1f}, {r['load_average_1min'][1]:.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="10,25,50", help="comma-separated SuperNode counts")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--tls", action="store_true", help="TLS between SuperNodes and SuperLink")
+    parser.add_argument("--output", type=Path, default=RESULT)
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.nodes.split(",") if n]
+    for key, value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHECK", "1"),
+                       ("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")):
+        os.environ.setdefault(key, value)
+    from fedkit.bench import environment_info
+
+    reports, failures = [], []
+    with tempfile.TemporaryDirectory(prefix="fedkit-many-nodes-") as tmp:
+        for n in sizes:
+            try:
+                reports.append(run_size(n, args.rounds, args.tls, Path(tmp)))
+                print(json.dumps(reports[-1]), flush=True)
+            except Exception as exc:  # noqa: BLE001 - recorded; the other sizes still run
+                failures.append({"num_supernodes": n, "error": str(exc)})
+                print(f"{n} SuperNodes: failed: {exc}", flush=True)
+    result = {"benchmark": "many_supernodes", "tls": args.tls, "rounds": args.rounds,
+              "environment": environment_info(), "runs": reports, "failures": failures,
+              "table": table(reports)}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(result["table"])
+
+
+if __name__ == "__main__":
+    main()
