@@ -7,11 +7,17 @@ then:
 * **memory**: with the federation idle, the resident set (VmRSS from ``/proc``) of each
   SuperNode's process tree (``flower-supernode`` and the ``flower-superexec`` it starts),
   and of the SuperLink's tree; reported as the median per SuperNode and the total;
-* **latency**: a tiny job (Synthetic(1, 1), logistic regression, FedAvg, K = N clients per
-  round, 5 local steps), ``--rounds`` rounds; the median of the steady rounds (first and
+* **latency**: a tiny job (Synthetic(1, 1), logistic regression, FedAvg, K =
+  ``--clients-per-round`` clients per round (default 10, at most N), 5 local steps),
+  ``--rounds`` rounds; the median of the steady rounds (first and
   last left out, as in ``benchmarks/deployment_latency.py``); the peak of the machine's
   used memory during the run (MemTotal - MemAvailable, sampled every 0.5 s) minus the idle
   value is what the round's ClientApp processes add.
+
+K stays fixed by default so that the rounds do the same work at every N and what grows is
+the number of SuperNodes polling the SuperLink: each selected client starts a ClientApp
+process that imports torch (about 0.5 GB each, measured as the round's extra memory), so K = N
+= 50 would need about 25 GB on top of the idle SuperNodes, more than this 24 GiB machine has.
 
 The 1-minute load average before and after each run is recorded: on a shared machine other
 jobs only ever add time. Every process is started by the federation and stopped by PID.
@@ -85,12 +91,14 @@ class PeakSampler:
         self._thread.join()
 
 
-def run_size(num_nodes: int, rounds: int, tls: bool, workdir: Path) -> dict:
+def run_size(num_nodes: int, clients_per_round: int, rounds: int, tls: bool,
+             workdir: Path) -> dict:
     from fedkit.config import RunConfig
     from fedkit.deploy import LocalFederation
 
     cfg = RunConfig(name=f"nodes{num_nodes}", algorithm="fedavg", dataset="synthetic",
-                    model="logreg", num_clients=num_nodes, clients_per_round=num_nodes,
+                    model="logreg", num_clients=num_nodes,
+                    clients_per_round=min(clients_per_round, num_nodes),
                     rounds=rounds, local_steps=5, batch_size=10, eval_every=0,
                     progress=False, round_timeout=1800.0,
                     output_dir=str(workdir / f"nodes{num_nodes}" / "out"))
@@ -108,6 +116,7 @@ def run_size(num_nodes: int, rounds: int, tls: bool, workdir: Path) -> dict:
             report = measure(cfg.results_dir, time.perf_counter() - run_start)
     report.update({
         "num_supernodes": num_nodes,
+        "clients_per_round": cfg.clients_per_round,
         "status": status.get("status"),
         "federation_start_seconds": started,
         "supernode_rss_mb_median": statistics.median(per_node),
@@ -122,12 +131,14 @@ def run_size(num_nodes: int, rounds: int, tls: bool, workdir: Path) -> dict:
 
 def table(reports: list[dict]) -> str:
     """A markdown table for docs/deployment.md."""
-    rows = ["| SuperNodes | start (s) | RSS per SuperNode (MiB, median) | all SuperNodes (MiB) "
+    rows = ["| SuperNodes | clients per round | start (s) | RSS per SuperNode (MiB, median) "
+            "| all SuperNodes (MiB) "
             "| SuperLink (MiB) | seconds per round (median) | extra memory during a round (MiB) "
             "| load (1 min) before, after |",
-            "|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
-        rows.append(f"| {r['num_supernodes']} | {r['federation_start_seconds']:.0f} | "
+        rows.append(f"| {r['num_supernodes']} | {r['clients_per_round']} | "
+                    f"{r['federation_start_seconds']:.0f} | "
                     f"{r['supernode_rss_mb_median']:.0f} | {r['supernodes_rss_mb_total']:.0f} | "
                     f"{r['superlink_rss_mb']:.0f} | {r['seconds_per_round']:.1f} | "
                     f"{r['round_peak_extra_used_mb']:.0f} | "
@@ -139,6 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="10,25,50", help="comma-separated SuperNode counts")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--clients-per-round", type=int, default=10,
+                        help="K, the same at every size (at most the number of SuperNodes)")
     parser.add_argument("--tls", action="store_true", help="TLS between SuperNodes and SuperLink")
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args()
@@ -152,12 +165,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fedkit-many-nodes-") as tmp:
         for n in sizes:
             try:
-                reports.append(run_size(n, args.rounds, args.tls, Path(tmp)))
+                reports.append(run_size(n, args.clients_per_round, args.rounds, args.tls,
+                                       Path(tmp)))
                 print(json.dumps(reports[-1]), flush=True)
             except Exception as exc:  # noqa: BLE001 - recorded; the other sizes still run
                 failures.append({"num_supernodes": n, "error": str(exc)})
                 print(f"{n} SuperNodes: failed: {exc}", flush=True)
     result = {"benchmark": "many_supernodes", "tls": args.tls, "rounds": args.rounds,
+              "clients_per_round": args.clients_per_round,
               "environment": environment_info(), "runs": reports, "failures": failures,
               "table": table(reports)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
