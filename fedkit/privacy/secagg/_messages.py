@@ -194,13 +194,14 @@ class KeysBroadcast(_Message):
         if not self.nonces:
             return out
         roster = sorted(set(self.public_keys) | set(self.digests))
-        if sorted(self.nonces) != roster or any(len(self.nonces[c]) != NONCE_SIZE
-                                                for c in roster):
+        # one pass: a missing id or a block of the wrong length refuses (O(n) per recipient)
+        block = b"".join(self.nonces.get(c, b"") for c in roster)
+        if len(self.nonces) != len(roster) or len(block) != NONCE_SIZE * len(roster):
             raise SecAggProtocolError(
                 f"KeysBroadcast needs one {NONCE_SIZE}-byte nonce per roster client: "
                 f"{len(roster)} clients, nonces for {len(self.nonces)}"
             )
-        return out + struct.pack(">I", len(roster)) + b"".join(self.nonces[c] for c in roster)
+        return out + struct.pack(">I", len(roster)) + block
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeysBroadcast:

@@ -122,6 +122,7 @@ class SecAggServer:
         self._commitments: dict[int, bytes] = {}
         self._nonces: dict[int, bytes] = {}
         self._root = b""
+        self._nonce_view: MappingProxyType = MappingProxyType({})  # shared by keys_for
         self._graph: dict[int, frozenset[int]] = {}
         self._digests: dict[int, bytes] = {}
         self._position: dict[int, int] = {}
@@ -345,6 +346,7 @@ class SecAggServer:
             self._close(Stage.REVEAL_NONCE, len(self._nonces))
             seed = committed_graph_seed(self._root, self._nonces, run_id=c.run_id,
                                         round_id=c.round_id)
+            self._nonce_view = MappingProxyType(dict(self._nonces))
         else:
             self._close(Stage.ADVERTISE_KEYS, len(self._keys))
             self._digests = {cid: key_digest(*pair) for cid, pair in self._keys.items()}
@@ -353,7 +355,7 @@ class SecAggServer:
         self._position = {cid: i + 1 for i, cid in enumerate(sorted(self._keys))}
         blobs = {cid: enc + mask for cid, (enc, mask) in self._keys.items()}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
-                             nonces=MappingProxyType(dict(self._nonces)))
+                             nonces=self._nonce_view)
 
     @property
     def roster(self) -> tuple[int, ...]:
@@ -376,7 +378,7 @@ class SecAggServer:
         blobs = {cid: self._keys[cid][0] + self._keys[cid][1] for cid in sorted(near)}
         digests = {cid: d for cid, d in sorted(self._digests.items()) if cid not in near}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
-                             MappingProxyType(digests), MappingProxyType(dict(self._nonces)))
+                             MappingProxyType(digests), self._nonce_view)
 
     def route_shares(self) -> dict[int, SharesBroadcast]:
         """Close stage 1: return, per client that shared keys, the ciphertexts addressed to it.
