@@ -235,6 +235,7 @@ class SecAggServer:
                 f"AdvertiseKeys from client {cid} rejected: already num_clients="
                 f"{self.config.num_clients} clients"
             )
+        # a variant's advertise message without the field (the submodel one) carries none
         commitment = bytes(getattr(message, "commitment", b""))
         if self.config.committed_graph and not commitment:
             raise SecAggProtocolError(
