@@ -12,6 +12,10 @@ Workload: every client holds 100,000 float32 values (weights 1..100, ``max_weigh
    per stage against the float32 plaintext upload (4 m bytes). Every row checks the unmasked
    sum against the plaintext sum (quantisation error only) and raises otherwise. Medians over
    the clients of a repetition, then the median over the repetitions.
+   **Committed graph** (``SecAggConfig(committed_graph=True)``, docs/secagg.md): n = 100 and
+   500, SecAgg+ with the same k, no dropout, the option off and on in alternation within each
+   of 3 repetitions on the same inputs: bytes each client sends and receives, client and
+   server compute, and what the option adds (key ``committed_graph`` of the result file).
 2. **Flower's Simulation Engine** (``flwr.simulation.run_simulation``, Ray, 1 CPU per actor),
    n = 50 virtual SuperNodes returning a fixed vector: (a) Flower's ``SecAggPlusWorkflow``
    (legacy API: ``DefaultWorkflow`` + ``LegacyContext`` + legacy ``FedAvg``; client
@@ -26,6 +30,7 @@ Workload: every client holds 100,000 float32 values (weights 1..100, ``max_weigh
 Usage:
     python benchmarks/secagg.py [--quick] [--skip-flower] [--output PATH]
     python benchmarks/secagg.py --table-only   # README table from the existing result file
+    python benchmarks/secagg.py --committed-graph-only  # only that section, into the file
 
 Writes benchmarks/results/secagg.json and regenerates the README table from it.
 """
@@ -87,49 +92,136 @@ def _median_of(values) -> float:
     return float(statistics.median(values))
 
 
-def protocol_row(n: int, graph: str, dropout: float, reps: int) -> dict:
-    from fedkit.privacy.graph import neighbourhood_size
-    from fedkit.privacy.secagg import Stage, run_secagg
-
-    config = _config(n, graph)
+def _inputs(n: int, dropout: float):
     rng = np.random.default_rng(n)
     vectors = {cid: rng.uniform(-1.0, 1.0, M).astype(np.float32) for cid in range(n)}
     weights = {cid: float(rng.integers(1, 101)) for cid in range(n)}
     dropped = set(rng.choice(n, size=round(dropout * n), replace=False).tolist())
-    runs = []
-    for rep in range(reps):
-        total, report = run_secagg(vectors, weights, config, {Stage.MASKED_INPUT: dropped},
-                                   rng=np.random.default_rng(rep))
-        label = f"n={n} {graph} dropout={dropout:.0%} rep {rep}"
-        error = _check_sum(total, report, vectors, weights, config, label)
-        if set(report.result.dropped) != dropped:
-            raise RuntimeError(f"{label}: dropped {report.result.dropped}, expected {dropped}")
-        survivors = report.result.survivors
-        per_stage = report.client_stage_seconds
-        runs.append({
-            "client_ms": {s.value: 1e3 * _median_of(per_stage[c][s] for c in per_stage
-                                                    if s in per_stage[c]) for s in Stage},
-            "client_total_ms": 1e3 * _median_of(report.client_seconds[c] for c in survivors),
-            "server_s": {s.value: report.server_seconds[s] for s in Stage},
-            "bytes_up": {s.value: _median_of(report.bytes_up[c][s] for c in survivors)
-                         for s in Stage},
-            "bytes_up_total": _median_of(sum(report.bytes_up[c].values()) for c in survivors),
-            "bytes_down_total": _median_of(sum(report.bytes_down[c].values())
-                                           for c in survivors),
-            "max_abs_error": error,
-        })
+    return vectors, weights, dropped
+
+
+def _protocol_run(config, vectors, weights, dropped: set, rep: int, label: str) -> dict:
+    """One round of ``run_secagg``: per-stage medians over the clients, checked sum."""
+    from fedkit.privacy.secagg import Stage, run_secagg
+
+    total, report = run_secagg(vectors, weights, config, {Stage.MASKED_INPUT: dropped},
+                               rng=np.random.default_rng(rep))
+    label = f"{label} rep {rep}"
+    error = _check_sum(total, report, vectors, weights, config, label)
+    if set(report.result.dropped) != dropped:
+        raise RuntimeError(f"{label}: dropped {report.result.dropped}, expected {dropped}")
+    survivors = report.result.survivors
+    per_stage = report.client_stage_seconds
+    stages = config.stages
+    return {
+        "client_ms": {s.value: 1e3 * _median_of(per_stage[c][s] for c in per_stage
+                                                if s in per_stage[c]) for s in stages},
+        "client_total_ms": 1e3 * _median_of(report.client_seconds[c] for c in survivors),
+        "server_s": {s.value: report.server_seconds[s] for s in stages},
+        "bytes_up": {s.value: _median_of(report.bytes_up[c][s] for c in survivors)
+                     for s in stages},
+        "bytes_down": {s.value: _median_of(report.bytes_down[c].get(s, 0) for c in survivors)
+                       for s in stages},
+        "bytes_up_total": _median_of(sum(report.bytes_up[c].values()) for c in survivors),
+        "bytes_down_total": _median_of(sum(report.bytes_down[c].values())
+                                       for c in survivors),
+        "max_abs_error": error,
+    }
+
+
+def _summary(runs: list[dict], stages) -> dict:
+    """Medians over the repetitions of :func:`_protocol_run` results."""
+    out: dict = {}
+    for key in ("client_ms", "server_s", "bytes_up"):
+        out[key] = {s: _median_of(r[key][s] for r in runs) for s in stages}
+    for key in ("client_total_ms", "bytes_up_total", "bytes_down_total"):
+        out[key] = _median_of(r[key] for r in runs)
+    out["server_total_s"] = _median_of(sum(r["server_s"].values()) for r in runs)
+    out["bytes_ratio"] = out["bytes_up_total"] / (4 * M)
+    out["max_abs_error"] = max(r["max_abs_error"] for r in runs)
+    return out
+
+
+def protocol_row(n: int, graph: str, dropout: float, reps: int) -> dict:
+    from fedkit.privacy.graph import neighbourhood_size
+
+    config = _config(n, graph)
+    vectors, weights, dropped = _inputs(n, dropout)
+    runs = [_protocol_run(config, vectors, weights, dropped, rep,
+                          f"n={n} {graph} dropout={dropout:.0%}") for rep in range(reps)]
     row = {"n": n, "graph": graph,
            "num_neighbours": neighbourhood_size(config.num_clients, config.num_neighbours),
            "threshold": config.threshold, "dropout": dropout, "num_dropped": len(dropped),
            "repetitions": reps}
-    for key in ("client_ms", "server_s", "bytes_up"):
-        row[key] = {s: _median_of(r[key][s] for r in runs) for s in STAGES}
-    for key in ("client_total_ms", "bytes_up_total", "bytes_down_total"):
-        row[key] = _median_of(r[key] for r in runs)
-    row["server_total_s"] = _median_of(sum(r["server_s"].values()) for r in runs)
-    row["bytes_ratio"] = row["bytes_up_total"] / (4 * M)
-    row["max_abs_error"] = max(r["max_abs_error"] for r in runs)
+    row.update(_summary(runs, STAGES))
     return row
+
+
+def committed_graph_rows(quick: bool) -> list[dict]:
+    """The cost of ``committed_graph`` (one more stage): SecAgg+ with k = 2 ceil(log2 n), no
+    dropout, the option off and on in alternation within each repetition (same inputs)."""
+    import dataclasses
+
+    from fedkit.privacy.graph import neighbourhood_size
+
+    rows = []
+    for n in (10, 50) if quick else (100, 500):
+        reps = 1 if quick else 3
+        start = time.perf_counter()
+        configs = {key: dataclasses.replace(_config(n, "secagg+"), committed_graph=on)
+                   for key, on in (("off", False), ("on", True))}
+        vectors, weights, dropped = _inputs(n, 0.0)
+        runs: dict[str, list[dict]] = {"off": [], "on": []}
+        for rep in range(reps):
+            for key, config in configs.items():
+                runs[key].append(_protocol_run(config, vectors, weights, dropped, rep,
+                                               f"n={n} committed_graph={key}"))
+        config = configs["on"]
+        row = {"n": n, "graph": "secagg+",
+               "num_neighbours": neighbourhood_size(config.num_clients, config.num_neighbours),
+               "threshold": config.threshold, "dropout": 0.0, "repetitions": reps}
+        for key, config in configs.items():
+            row[key] = _summary(runs[key], [s.value for s in config.stages])
+            row[key]["bytes_down"] = {s.value: _median_of(r["bytes_down"][s.value]
+                                                          for r in runs[key])
+                                      for s in config.stages}
+        off, on = row["off"], row["on"]
+        row["added"] = {
+            "bytes_up": on["bytes_up_total"] - off["bytes_up_total"],
+            "bytes_down": on["bytes_down_total"] - off["bytes_down_total"],
+            "client_ms": on["client_total_ms"] - off["client_total_ms"],
+            "server_s": on["server_total_s"] - off["server_total_s"],
+            "client_ms_reveal_nonce": on["client_ms"]["reveal_nonce"],
+            "server_s_reveal_nonce": on["server_s"]["reveal_nonce"],
+        }
+        rows.append(row)
+        a = row["added"]
+        print(f"n={n:4d} secagg+ k={row['num_neighbours']:3d}: committed graph adds "
+              f"{a['bytes_up']:.0f} B up, {a['bytes_down']:.0f} B down per client, client "
+              f"{off['client_total_ms']:.2f} -> {on['client_total_ms']:.2f} ms, server "
+              f"{off['server_total_s']:.3f} -> {on['server_total_s']:.3f} s "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return rows
+
+
+def committed_graph_section(quick: bool) -> dict:
+    """The ``committed_graph`` section of the result file, with its own machine and load."""
+    from importlib import metadata
+
+    from fedkit.bench import environment_info
+
+    machine = environment_info()
+    machine["packages"]["cryptography"] = metadata.version("cryptography")
+    load_start, start = os.getloadavg(), time.perf_counter()
+    rows = committed_graph_rows(quick)
+    return {"machine": machine, "quick": quick, "vector_length": M,
+            "setup": "SecAgg+ (k = 2 ceil(log2 n), t = floor((k + 1) / 2) + 1), no dropout; "
+                     "committed_graph off and on in alternation in each repetition, same "
+                     "inputs; per client: bytes sent / received (median over clients), "
+                     "compute (median over clients); server compute per round; medians "
+                     "over the repetitions; 'added' = on - off",
+            "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
+            "wall_seconds": time.perf_counter() - start, "rows": rows}
 
 
 def protocol_rows(quick: bool) -> list[dict]:
@@ -497,6 +589,9 @@ def main() -> None:
                         help=f"result file (default {RESULT}; --quick: a temporary file)")
     parser.add_argument("--table-only", action="store_true",
                         help="only regenerate the README table from the result file")
+    parser.add_argument("--committed-graph-only", action="store_true",
+                        help="only measure the committed-graph option and write its section "
+                             "(key committed_graph) into the existing result file")
     parser.add_argument("--engine-child", choices=("flower", "fedkit"), help=argparse.SUPPRESS)
     parser.add_argument("--nodes", type=int, default=50, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=5, help=argparse.SUPPRESS)
@@ -506,6 +601,14 @@ def main() -> None:
         return
     if args.table_only:
         update_readme(json.loads((args.output or RESULT).read_text()))
+        return
+    if args.committed_graph_only:
+        output = args.output or RESULT
+        report = json.loads(output.read_text()) if output.exists() else {}
+        report["committed_graph"] = committed_graph_section(args.quick)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote the committed_graph section of {output}")
         return
     from importlib import metadata
 
@@ -535,6 +638,7 @@ def main() -> None:
     start = time.perf_counter()
     report["protocol"] = protocol_rows(args.quick)
     report["protocol_wall_seconds"] = time.perf_counter() - start
+    report["committed_graph"] = committed_graph_section(args.quick)
     if not args.skip_flower:
         nodes, rounds = (10, 1) if args.quick else (50, 5)
         report["flower_engine"] = {"num_nodes": nodes, "timed_rounds": rounds}

@@ -175,6 +175,10 @@ class RunConfig:
         secagg_bits: Ring Z_{2^bits} of the masked vectors: 32 or 64.
         secagg_max_weight: Upper bound of a client's weight (its example count under
             ``num-examples`` weighting).
+        secagg_committed_graph: Fix the SecAgg+ graph by commit-reveal (one more round
+            trip per round), so that a server with colluding clients cannot choose an honest
+            client's neighbours (``docs/secagg.md``, "Committed graph"). Classification task
+            only for now (the submodel task's secure mode refuses it).
         submodel_mode: Submodel task only: ``full`` (full-model FedAvg), ``plain`` (clients
             report their real index sets in clear; rows averaged over their users) or
             ``secure`` (private set union, double randomized response, submodel-aware
@@ -251,6 +255,7 @@ class RunConfig:
     secagg_clip: float = 1.0
     secagg_bits: int = 32
     secagg_max_weight: float = 1_000.0
+    secagg_committed_graph: bool = False
     submodel_mode: str = "secure"
     submodel_preset: str = "eps2"
     submodel_psu: str = "auto"
@@ -339,6 +344,10 @@ class RunConfig:
             raise ConfigError("config key 'submodel_negatives' = 'downloaded' needs "
                               "submodel_mode 'secure' or 'full': a 'plain' client downloads "
                               "only its real set S, which leaves it no negative to train")
+        if self.submodel_mode == "secure" and self.secagg_committed_graph:
+            raise ConfigError("config key 'secagg_committed_graph' = true is not supported by "
+                              "task 'submodel' yet (its private set union and upload do not "
+                              "run the reveal-nonce stage); set it to false")
         if self.submodel_mode == "secure" and self.clients_per_round < 2:
             raise ConfigError("config key 'submodel_mode' = 'secure' needs clients_per_round "
                               f">= 2, got {self.clients_per_round}")

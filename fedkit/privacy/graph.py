@@ -5,13 +5,20 @@ cost is O(k) with ``k = O(log n)`` instead of O(n); ``k >= n - 1`` is Bonawitz e
 SecAgg. Roster ids are ordered by ``SHA-256(seed | id)`` on a ring and each is linked to the
 ``ceil(k / 2)`` clients on either side (degree ``k`` rounded up to even, at most ``n - 1``).
 The seed (:func:`graph_seed`) hashes every advertised key pair's :func:`key_digest`, after all
-keys are published, so a semi-honest server cannot choose the graph, and a client that gets
-full keys of its neighbours only and digests of the rest can still recompute it. See
-docs/secagg.md, "Graph (SecAgg+)".
+keys are published, so a semi-honest server does not choose the graph, and a client that gets
+full keys of its neighbours only and digests of the rest can still recompute it. A malicious
+server with colluding clients can, though: a colluder whose keys come last re-rolls them until
+the graph suits it. The committed seed (:func:`committed_graph_seed`) closes that by
+commit-reveal: each client commits to a fresh nonce with its keys
+(:func:`nonce_commitment`), the server commits to the roster (:func:`roster_root`), then
+every member reveals its nonce and the seed hashes the root and all nonces -- an honest
+nonce, unknown until every key and commitment is fixed, makes it uniform. See docs/secagg.md,
+"Graph (SecAgg+)" and "Committed graph".
 
 References:
     Bell, Bonawitz, Gascon, Lepoint, Raykova, "Secure Single-Server Aggregation with
     (Poly)Logarithmic Overhead", CCS 2020, §3 (Harary graph, unbiased randomness).
+    M. Blum, "Coin flipping by telephone", CRYPTO 1981 (commit-reveal).
     F. Harary, "The maximum connectivity of a graph", PNAS 48(7), 1962.
 """
 
@@ -23,10 +30,13 @@ from collections.abc import Mapping, Sequence
 
 from fedkit.privacy.hazmat.keys import PROTOCOL, PROTOCOL_VERSION
 
-__all__ = ["DIGEST_SIZE", "communication_graph", "graph_seed", "key_digest",
-           "neighbourhood_size"]
+__all__ = ["COMMITMENT_SIZE", "DIGEST_SIZE", "NONCE_SIZE", "communication_graph",
+           "committed_graph_seed", "graph_seed", "key_digest", "neighbourhood_size",
+           "nonce_commitment", "roster_root"]
 
 DIGEST_SIZE = 16
+NONCE_SIZE = 16  # 128 bits: unpredictable until revealed
+COMMITMENT_SIZE = 32
 
 
 def key_digest(enc_public: bytes, mask_public: bytes) -> bytes:
@@ -52,6 +62,72 @@ def graph_seed(digests: Mapping[int, bytes], *, run_id: int, round_id: int) -> b
     )
     for cid in sorted(digests):
         digest.update(struct.pack(">Q", cid) + bytes(digests[cid]))
+    return digest.digest()
+
+
+def _header(purpose: bytes, run_id: int, round_id: int) -> bytes:
+    return PROTOCOL + purpose + struct.pack(">BQQ", PROTOCOL_VERSION, run_id, round_id)
+
+
+def nonce_commitment(nonce: bytes, *, client_id: int, run_id: int, round_id: int) -> bytes:
+    """Return client ``client_id``'s 32-byte commitment to its graph nonce.
+
+    ``SHA-256("fedkit-secagg-nonce" | u8 version | u64 run | u64 round | u64 id | nonce)``:
+    binding (a second nonce with the same commitment is a SHA-256 collision) and, for a
+    fresh 16-byte nonce from ``secrets``, hiding.
+
+    Raises:
+        ValueError: A nonce that is not :data:`NONCE_SIZE` bytes.
+    """
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError(f"graph nonce must be {NONCE_SIZE} bytes, got {len(nonce)} bytes")
+    return hashlib.sha256(
+        _header(b"-nonce", run_id, round_id) + struct.pack(">Q", client_id) + bytes(nonce)
+    ).digest()
+
+
+def roster_root(entries: Mapping[int, tuple[bytes, bytes]], *, run_id: int,
+                round_id: int) -> bytes:
+    """Return the 32-byte root that commits the server to a roster, before any nonce is known.
+
+    ``SHA-256("fedkit-secagg/roster" | u8 version | u64 run | u64 round | u32 count |
+    (u64 id | key digest (16) | nonce commitment (32))*)`` in increasing id order.
+
+    Args:
+        entries: ``client id -> (key_digest of its keys, nonce_commitment of its nonce)``.
+        run_id: Run identifier.
+        round_id: Round identifier.
+    """
+    digest = hashlib.sha256(_header(b"/roster", run_id, round_id)
+                            + struct.pack(">I", len(entries)))
+    for cid in sorted(entries):
+        key, commitment = entries[cid]
+        digest.update(struct.pack(">Q", cid) + bytes(key) + bytes(commitment))
+    return digest.digest()
+
+
+def committed_graph_seed(root: bytes, nonces: Mapping[int, bytes], *, run_id: int,
+                         round_id: int) -> bytes:
+    """Return the 32-byte graph seed of a committed roster: a hash of its root and every nonce.
+
+    ``SHA-256("fedkit-secagg/graph-committed" | u8 version | u64 run | u64 round | root |
+    (u64 id | nonce)*)`` in increasing id order. The root binds every key and every nonce
+    commitment, hence every nonce; one honest member's nonce, revealed only after the root is
+    fixed, makes the seed uniform to everyone else (in the random-oracle model).
+
+    Args:
+        root: :func:`roster_root` of the roster.
+        nonces: ``client id -> nonce`` of every roster member.
+        run_id: Run identifier.
+        round_id: Round identifier.
+
+    Example:
+        >>> len(committed_graph_seed(bytes(32), {1: bytes(16)}, run_id=0, round_id=0))
+        32
+    """
+    digest = hashlib.sha256(_header(b"/graph-committed", run_id, round_id) + bytes(root))
+    for cid in sorted(nonces):
+        digest.update(struct.pack(">Q", cid) + bytes(nonces[cid]))
     return digest.digest()
 
 

@@ -9,6 +9,7 @@ from fedkit.privacy.secagg import SecAggConfig, Stage, decode_message, run_secag
 
 N, M = 6, 5
 IDS = list(range(N))
+STAGES = SecAggConfig(num_clients=N, vector_length=M, threshold=2).stages  # no options
 
 
 def _round(dropouts=None, tamper_fn=None):
@@ -31,7 +32,7 @@ def test_stage_seconds_sum_to_the_client_total():
     _, report = _round()
     for cid in IDS:
         per_stage = report.client_stage_seconds[cid]
-        assert list(per_stage) == list(Stage)
+        assert list(per_stage) == list(STAGES)
         assert all(seconds > 0 for seconds in per_stage.values())
         assert sum(per_stage.values()) == pytest.approx(report.client_seconds[cid], rel=1e-12)
 
@@ -43,8 +44,8 @@ def test_bytes_are_the_lengths_of_the_serialised_messages():
         table = report.bytes_up if direction == "up" else report.bytes_down
         assert table[cid][stage] == len(data)
     for cid in IDS:
-        assert set(report.bytes_up[cid]) == set(Stage)
-        assert set(report.bytes_down[cid]) == set(Stage) - {Stage.ADVERTISE_KEYS}
+        assert set(report.bytes_up[cid]) == set(STAGES)
+        assert set(report.bytes_down[cid]) == set(STAGES) - {Stage.ADVERTISE_KEYS}
         masked = decode_message(seen["up", cid, Stage.MASKED_INPUT])
         # the masked vector is M + 1 uint32 ring elements plus a fixed header
         assert report.bytes_up[cid][Stage.MASKED_INPUT] >= masked.masked.nbytes == 4 * (M + 1)

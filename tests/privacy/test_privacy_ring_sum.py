@@ -20,7 +20,8 @@ from fedkit.privacy.secagg import (
 )
 from fedkit.submodel import random_valued_filter
 
-STAGES = list(Stage)
+# the stages of an instance without optional stages
+STAGES = list(SecAggConfig(num_clients=2, vector_length=1, threshold=2).stages)
 
 
 def _ring_vectors(ids, length, bits, seed):

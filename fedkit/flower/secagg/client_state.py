@@ -96,7 +96,9 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
         else:
             client = _restore(context, cls, record, phase)
             request = decode_fn(bytes(record["payload"]))
-            if stage is Stage.SHARE_KEYS:
+            if stage is Stage.REVEAL_NONCE:
+                out = client.reveal_nonce(request)
+            elif stage is Stage.SHARE_KEYS:
                 out = client.share_keys(request)
             elif stage is Stage.MASKED_INPUT:
                 if masked_fn is None:

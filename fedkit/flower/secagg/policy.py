@@ -9,7 +9,9 @@ in deployment); a key that is absent keeps the policy's default. Keys:
 * ``secagg-min-threshold`` -> ``min_threshold``: 2;
 * ``secagg-min-neighbours`` -> ``min_neighbours``: 2;
 * ``secagg-allowed-bits`` -> ``allowed_bits``: ``"32,64"`` (``64`` or ``"64"`` allows only 64);
-* ``secagg-max-clip`` -> ``max_clip``: no bound.
+* ``secagg-max-clip`` -> ``max_clip``: no bound;
+* ``secagg-require-committed-graph`` -> ``require_committed_graph``: false (``true``,
+  ``"true"`` or 1 refuses a SecAgg+ round without a committed graph).
 
 See ``docs/deployment.md`` and ``docs/secagg.md`` ("Client-side policy").
 """
@@ -29,6 +31,7 @@ NODE_POLICY_KEYS = {
     "secagg-min-neighbours": "min_neighbours",
     "secagg-allowed-bits": "allowed_bits",
     "secagg-max-clip": "max_clip",
+    "secagg-require-committed-graph": "require_committed_graph",
 }
 
 
@@ -36,6 +39,16 @@ def _bits(value: Any) -> frozenset[int]:
     if isinstance(value, str):
         return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
     return frozenset({int(value)})
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError("expected true or false")
 
 
 def node_policy(node_config: Mapping[str, Any]) -> ClientPolicy:
@@ -52,6 +65,8 @@ def node_policy(node_config: Mapping[str, Any]) -> ClientPolicy:
         try:
             if name == "allowed_bits":
                 values[name] = _bits(raw)
+            elif name == "require_committed_graph":
+                values[name] = _flag(raw)
             elif name in ("min_threshold", "min_neighbours"):
                 if isinstance(raw, bool) or float(raw) != int(raw):
                     raise ValueError("not an integer")

@@ -1,12 +1,13 @@
 """The server side of secure aggregation on Flower: one training round under SecAgg/SecAgg+.
 
 :class:`SecureAggregation` replaces the plain "send the train messages, collect the replies"
-step of a round. Given the strategy's train messages it runs the four stages of
-:func:`fedkit.privacy.secagg.run_stages` with those clients over one
-:class:`~fedkit.flower.secagg.exchange.Exchange`; the masked-input request also carries the
-strategy's train content and the :class:`~fedkit.algorithms.secure_sum.VectorSpec`, and the
-client (:func:`~fedkit.flower.secagg.mod.secagg_mod`) trains, masks its update and replies
-with the masked vector only.
+step of a round. Given the strategy's train messages it runs the stages of
+:func:`fedkit.privacy.secagg.run_stages` (four; five with ``committed_graph``) with those
+clients over one :class:`~fedkit.flower.secagg.exchange.Exchange`; the masked-input request
+also carries the strategy's train content and the
+:class:`~fedkit.algorithms.secure_sum.VectorSpec`, and the client
+(:func:`~fedkit.flower.secagg.mod.secagg_mod`) trains, masks its update and replies with the
+masked vector only.
 
 A client that fails, times out or sends an invalid reply at any stage is dropped (logged
 with the reason); the protocol recovers its masks as long as every stage keeps at least the
@@ -58,6 +59,9 @@ class SecureAggregationSettings:
         bits: Ring Z_{2^bits}: 32 or 64.
         max_weight: Upper bound of a client's weight (its example count under
             ``num-examples`` weighting).
+        committed_graph: Fix the SecAgg+ graph by commit-reveal (one more round trip, the
+            reveal-nonce stage), so that colluding clients cannot choose it
+            (``docs/secagg.md``, "Committed graph").
     """
 
     num_neighbours: int = 0
@@ -65,6 +69,7 @@ class SecureAggregationSettings:
     clip: float = 1.0
     bits: int = 32
     max_weight: float = 1_000.0
+    committed_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.num_neighbours < 0:
@@ -77,7 +82,8 @@ class SecureAggregationSettings:
     def from_run_config(cls, cfg: Any) -> SecureAggregationSettings:
         """The settings from a :class:`~fedkit.config.RunConfig`."""
         return cls(num_neighbours=cfg.secagg_neighbours, threshold=cfg.secagg_threshold,
-                   clip=cfg.secagg_clip, bits=cfg.secagg_bits, max_weight=cfg.secagg_max_weight)
+                   clip=cfg.secagg_clip, bits=cfg.secagg_bits, max_weight=cfg.secagg_max_weight,
+                   committed_graph=cfg.secagg_committed_graph)
 
     def protocol_config(self, num_clients: int, vector_length: int, *, round_id: int,
                         run_id: int, weighted: bool = True) -> SecAggConfig:
@@ -94,7 +100,8 @@ class SecureAggregationSettings:
                             threshold=threshold, num_neighbours=neighbours, clip=self.clip,
                             bits=self.bits, max_weight=self.max_weight if weighted else 1.0,
                             round_id=round_id,
-                            run_id=run_id & _RUN_ID_MASK)
+                            run_id=run_id & _RUN_ID_MASK,
+                            committed_graph=self.committed_graph)
 
 
 class SecureAggregation:
@@ -105,7 +112,7 @@ class SecureAggregation:
 
     def run(self, grid: Grid, messages: Sequence[tuple[Message, int]], *, spec: VectorSpec,
             vector_length: int, server_round: int, timeout: float | None = None) -> SecureSum:
-        """Run the four stages with the clients of ``messages``; return the unmasked sum.
+        """Run the stages with the clients of ``messages``; return the unmasked sum.
 
         Args:
             grid: The grid.
@@ -148,7 +155,8 @@ class SecureAggregation:
                 return SecureSum(total, weight, (), (), dict(exchange.failed), (), aborted,
                                  {}, {}, {})
             seconds = {stage.value: transport.seconds.get(stage.value, 0.0)
-                       + (server_seconds or {}).get(stage, 0.0) for stage in Stage}
+                       + (server_seconds or {}).get(stage, 0.0)
+                       for stage in transport.config.stages}
             return SecureSum(total, weight, tuple(sorted(contributors)),
                              transport.sent_to(Stage.MASKED_INPUT), dict(exchange.failed),
                              tuple(sorted(state_lost)), aborted, seconds,

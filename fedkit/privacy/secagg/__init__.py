@@ -4,7 +4,9 @@ The server learns the weighted sum of the clients' vectors and nothing else abou
 input, even if some clients drop out at any stage. Four stages through the server (Bonawitz
 et al. 2017, Fig. 4; on a k-regular graph, Bell et al. 2020): advertise keys
 (:class:`KeysBroadcast`), share keys (:class:`ShareKeys`, :class:`SharesBroadcast`), masked
-input (:class:`MaskedInput`, :class:`UnmaskRequest`) and unmask (:class:`UnmaskResponse`).
+input (:class:`MaskedInput`, :class:`UnmaskRequest`) and unmask (:class:`UnmaskResponse`);
+with ``committed_graph``, a reveal-nonce stage after advertise keys
+(:class:`RosterCommitment`, :class:`RevealNonce`) fixes the SecAgg+ graph by commit-reveal.
 Order: client clip -> weight -> quantise -> mask; server unmask -> dequantise -> divide.
 Primitives live in :mod:`fedkit.privacy.hazmat`. See docs/secagg.md for the messages, checks
 and parameters.
@@ -42,6 +44,8 @@ from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
     KeysBroadcast,
     MaskedInput,
+    RevealNonce,
+    RosterCommitment,
     ShareKeys,
     SharesBroadcast,
     UnmaskRequest,
@@ -59,6 +63,8 @@ __all__ = [
     "HeadroomError",
     "KeysBroadcast",
     "MaskedInput",
+    "RevealNonce",
+    "RosterCommitment",
     "SecAggAbort",
     "SecAggClient",
     "SecAggConfig",

@@ -11,7 +11,15 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
+from fedkit.privacy.graph import (
+    NONCE_SIZE,
+    committed_graph_seed,
+    communication_graph,
+    graph_seed,
+    key_digest,
+    nonce_commitment,
+    roster_root,
+)
 from fedkit.privacy.hazmat import aead, shamir
 from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyAgreementError, KeyPair, derive_key
 from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
@@ -28,6 +36,8 @@ from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
     KeysBroadcast,
     MaskedInput,
+    RevealNonce,
+    RosterCommitment,
     ShareKeys,
     SharesBroadcast,
     UnmaskRequest,
@@ -36,8 +46,7 @@ from fedkit.privacy.secagg._messages import (
 
 __all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
 
-_ORDER = list(Stage)
-_STATE_VERSION = 2  # 2: roster_ids; roster keys of neighbours only
+_STATE_VERSION = 3  # 2: roster_ids; roster keys of neighbours only. 3: nonce, committed root
 
 
 def check_round(message, config: SecAggConfig, receiver: str) -> None:
@@ -56,11 +65,12 @@ def share_plaintext_header(config: SecAggConfig, sender: int, receiver: int) -> 
 
 
 class SecAggClient:
-    """One client of one secure-aggregation round: four stages, each callable exactly once.
+    """One client of one secure-aggregation round: its stages, each callable exactly once.
 
-    Call :meth:`advertise_keys`, :meth:`share_keys`, :meth:`masked_input`, :meth:`unmask` in
-    this order, each with the previous server broadcast. A failed check raises and leaves
-    the client stopped: every later call raises :class:`SecAggStateError`.
+    Call :meth:`advertise_keys`, (with ``committed_graph`` only) :meth:`reveal_nonce`,
+    :meth:`share_keys`, :meth:`masked_input`, :meth:`unmask` in this order
+    (``config.stages``), each with the previous server message. A failed check raises and
+    leaves the client stopped: every later call raises :class:`SecAggStateError`.
 
     Args:
         config: The round's configuration (identical on every party).
@@ -80,9 +90,13 @@ class SecAggClient:
         self.config = config
         self.client_id = client_id
         self._rng = rng if rng is not None else np.random.default_rng()
-        self._next = 0  # index into _ORDER; len(_ORDER) = finished, -1 = stopped
+        self._next = 0  # index into config.stages; len(stages) = finished, -1 = stopped
         self._enc = KeyPair.generate()
         self._mask = KeyPair.generate()
+        # committed graph: the nonce it commits to, then the server's roster commitment
+        self._nonce = secrets.token_bytes(NONCE_SIZE) if config.committed_graph else b""
+        self._root = b""
+        self._roster_size = 0
         self._roster: dict[int, tuple[bytes, bytes]] = {}  # its own and its neighbours' keys
         self._roster_ids: frozenset[int] = frozenset()
         self._neighbours: frozenset[int] = frozenset()
@@ -95,13 +109,19 @@ class SecAggClient:
     @property
     def stage(self) -> Stage | None:
         """The next stage to call, or ``None`` when finished or stopped."""
-        return _ORDER[self._next] if 0 <= self._next < len(_ORDER) else None
+        order = self.config.stages
+        return order[self._next] if 0 <= self._next < len(order) else None
 
     def _enter(self, stage: Stage) -> None:
         if self._next < 0:
             raise SecAggStateError(
                 f"client {self.client_id} stopped after a failed check; "
                 f"{stage.value} refused (a new round needs a new SecAggClient)"
+            )
+        if stage not in self.config.stages:
+            raise SecAggStateError(
+                f"client {self.client_id} refused {stage.value}: not a stage of this instance "
+                f"(its stages: {', '.join(s.value for s in self.config.stages)})"
             )
         expected = self.stage
         if expected is not stage:
@@ -113,17 +133,62 @@ class SecAggClient:
         self._next = -1  # stopped unless the stage completes
 
     def _leave(self, stage: Stage) -> None:
-        self._next = _ORDER.index(stage) + 1
+        self._next = self.config.stages.index(stage) + 1
 
     def advertise_keys(self) -> AdvertiseKeys:
-        """Stage 0: return this round's two fresh public keys (encryption, masking)."""
+        """Stage 0: return this round's two fresh public keys (encryption, masking) and,
+        with ``committed_graph``, the commitment to a fresh graph nonce."""
         self._enter(Stage.ADVERTISE_KEYS)
         c = self.config
+        commitment = b""
+        if c.committed_graph:
+            commitment = nonce_commitment(self._nonce, client_id=self.client_id,
+                                          run_id=c.run_id, round_id=c.round_id)
         msg = AdvertiseKeys(
-            c.run_id, c.round_id, self.client_id, self._enc.public, self._mask.public
+            c.run_id, c.round_id, self.client_id, self._enc.public, self._mask.public, commitment
         )
         self._leave(Stage.ADVERTISE_KEYS)
         return msg
+
+    def reveal_nonce(self, commitment: RosterCommitment) -> RevealNonce:
+        """Reveal-nonce stage (``committed_graph`` only): keep the server's roster commitment,
+        then reveal the nonce this client committed to.
+
+        The root is checked in :meth:`share_keys`, against the roster and every nonce, before
+        this client uses anything of the roster. The nonce itself is no secret: it only has to
+        stay unknown until every key and commitment is fixed, which the root now ensures.
+
+        Raises:
+            SecAggProtocolError: Not a :class:`RosterCommitment`, wrong round, addressed to
+                another client, or a roster larger than ``num_clients``.
+            SecAggAbort: A committed roster below the threshold.
+            SecAggStateError: Out of order, or ``committed_graph`` is off.
+        """
+        self._enter(Stage.REVEAL_NONCE)
+        c, me = self.config, self.client_id
+        if not isinstance(commitment, RosterCommitment):
+            raise SecAggProtocolError(
+                f"client {me} expected a RosterCommitment, got {type(commitment).__name__}"
+            )
+        check_round(commitment, c, f"client {me}")
+        if commitment.recipient != me:
+            raise SecAggProtocolError(
+                f"client {me} received the roster commitment addressed to client "
+                f"{commitment.recipient}"
+            )
+        if commitment.roster_size > c.num_clients:
+            raise SecAggProtocolError(
+                f"client {me}: committed roster has {commitment.roster_size} clients, expected "
+                f"at most num_clients={c.num_clients}"
+            )
+        if commitment.roster_size < c.threshold:
+            raise SecAggAbort(
+                f"client {me}: committed roster has {commitment.roster_size} clients, below "
+                f"threshold t={c.threshold}"
+            )
+        self._root, self._roster_size = bytes(commitment.root), commitment.roster_size
+        self._leave(Stage.REVEAL_NONCE)
+        return RevealNonce(c.run_id, c.round_id, me, self._nonce)
 
     def share_keys(self, broadcast: KeysBroadcast) -> ShareKeys:
         """Stage 1: check the roster, then Shamir-share the self-mask seed and masking key.
@@ -179,7 +244,15 @@ class SecAggClient:
             raise SecAggAbort(
                 f"client {me}: roster has {len(roster)} clients, below threshold t={c.threshold}"
             )
-        seed = graph_seed(digests, run_id=c.run_id, round_id=c.round_id)
+        if c.committed_graph:
+            seed = self._committed_seed(broadcast.nonces, digests)
+        elif broadcast.nonces:
+            raise SecAggProtocolError(
+                f"client {me}: the roster carries graph nonces, but this instance has no "
+                "committed graph"
+            )
+        else:
+            seed = graph_seed(digests, run_id=c.run_id, round_id=c.round_id)
         self._neighbours = communication_graph(roster, c.num_neighbours, seed)[me]
         missing = sorted(self._neighbours - set(keys))
         if missing:
@@ -212,6 +285,46 @@ class SecAggClient:
             ciphertexts[h] = aead.encrypt(key, plaintext, associated=ad)
         self._leave(Stage.SHARE_KEYS)
         return ShareKeys(c.run_id, c.round_id, me, MappingProxyType(ciphertexts))
+
+    def _committed_seed(self, nonces, digests: dict[int, bytes]) -> bytes:
+        """The graph seed from the revealed nonces, once they and the roster reproduce the
+        root the server committed to before any nonce was revealed.
+
+        Raises:
+            SecAggProtocolError: Missing nonces, this client's own nonce altered, another
+                roster size than committed, or a root that does not match (a key, nonce or
+                member changed after the commitment).
+        """
+        c, me = self.config, self.client_id
+        if set(nonces) != set(digests):
+            raise SecAggProtocolError(
+                f"client {me}: the roster gives nonces for {len(nonces)} of its "
+                f"{len(digests)} clients; a committed graph needs every member's nonce"
+            )
+        if not hmac.compare_digest(nonces[me], self._nonce):
+            raise SecAggProtocolError(
+                f"client {me}: the roster lists another nonce for this client than the one it "
+                "revealed; refusing the roster"
+            )
+        if len(digests) != self._roster_size:
+            raise SecAggProtocolError(
+                f"client {me}: the roster has {len(digests)} clients, the committed roster "
+                f"{self._roster_size}; refusing the roster"
+            )
+        entries = {
+            cid: (digests[cid], nonce_commitment(nonce, client_id=cid, run_id=c.run_id,
+                                                 round_id=c.round_id))
+            for cid, nonce in nonces.items()
+        }
+        root = roster_root(entries, run_id=c.run_id, round_id=c.round_id)
+        if not hmac.compare_digest(root, self._root):
+            raise SecAggProtocolError(
+                f"client {me}: the roster's keys and revealed nonces do not reproduce the "
+                "roster root the server committed to (a nonce that does not match its "
+                "commitment, or a key or member changed after the commitment); refusing the "
+                "roster"
+            )
+        return committed_graph_seed(root, nonces, run_id=c.run_id, round_id=c.round_id)
 
     def _pair_key(
         self, pair: KeyPair, peer_public: bytes, peer: int, purpose: str, size: int
@@ -484,6 +597,9 @@ class SecAggClient:
             "self_seed": self._self_seed.hex(),
             "share_keys": {str(c): k.hex() for c, k in self._share_keys.items()},
             "received": {str(c): [str(b), str(k)] for c, (b, k) in self._received.items()},
+            "nonce": self._nonce.hex(),
+            "root": self._root.hex(),
+            "roster_size": self._roster_size,
             **self._extra_state(),
         }
         return json.dumps(state, separators=(",", ":")).encode()
@@ -546,6 +662,9 @@ class SecAggClient:
         client._received = {
             int(c): (int(b), int(k)) for c, (b, k) in state["received"].items()
         }
+        client._nonce = bytes.fromhex(state["nonce"])
+        client._root = bytes.fromhex(state["root"])
+        client._roster_size = int(state["roster_size"])
         client._restore_extra_state(state)
         return client
 

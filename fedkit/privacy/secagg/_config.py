@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 _U64 = (1 << 64) - 1
+_OPTIONS = ("committed_graph",)  # bool fields to_fields leaves out when off
 
 
 class SecAggError(Exception):
@@ -49,9 +50,15 @@ class SecAggAbort(SecAggError):
 
 
 class Stage(enum.Enum):
-    """The four stages of the semi-honest protocol, in order."""
+    """The stages of the protocol, in protocol order.
+
+    The four stages of the semi-honest protocol always run; an optional stage runs only when
+    its option of :class:`SecAggConfig` is on (:attr:`SecAggConfig.stages`):
+    ``REVEAL_NONCE`` with ``committed_graph``.
+    """
 
     ADVERTISE_KEYS = "advertise_keys"
+    REVEAL_NONCE = "reveal_nonce"
     SHARE_KEYS = "share_keys"
     MASKED_INPUT = "masked_input"
     UNMASK = "unmask"
@@ -89,6 +96,11 @@ class SecAggConfig:
             ``weight / max_weight`` inside the masked vector.
         round_id: Round identifier, bound into every derived key and associated data.
         run_id: Run identifier, bound likewise.
+        committed_graph: Fix the SecAgg+ graph seed by commit-reveal (stage
+            ``REVEAL_NONCE``): each client commits to a fresh nonce with its keys, the server
+            commits to the roster, then every member reveals its nonce and the seed hashes
+            them all, so no party -- colluders who see the honest keys first included -- can
+            choose the graph. Costs one round trip (docs/secagg.md, "Committed graph").
 
     Raises:
         SecAggConfigError: On an invalid field.
@@ -110,6 +122,7 @@ class SecAggConfig:
     max_weight: float = 1.0
     round_id: int = 0
     run_id: int = 0
+    committed_graph: bool = False
     resolved_scale: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +138,10 @@ class SecAggConfig:
         _check_float("max_weight", self.max_weight)
         _check_int("round_id", self.round_id, 0)
         _check_int("run_id", self.run_id, 0)
+        if not isinstance(self.committed_graph, bool):
+            raise SecAggConfigError(
+                f"committed_graph={self.committed_graph!r} must be a bool (True or False)"
+            )
         bound = self.element_bound
         if self.scale is None:
             scale = max_scale(self.num_clients, bound, self.bits)
@@ -159,13 +176,17 @@ class SecAggConfig:
         (``secagg-*`` record entries) and in a client's saved state.
 
         ``num_neighbours = None`` becomes 0 and ``scale`` its resolved value, so
-        ``type(cfg).from_fields(cfg.to_fields()).to_fields() == cfg.to_fields()``.
+        ``type(cfg).from_fields(cfg.to_fields()).to_fields() == cfg.to_fields()``. An option
+        that is off (``committed_graph=False``) is left out, so a config without options
+        encodes exactly as before they existed, and a field set without it reads as off.
         """
         out: dict[str, int | float] = {}
         for f in dataclasses.fields(self):
             if not f.init:
                 continue
             value = getattr(self, f.name)
+            if f.name in _OPTIONS and not value:
+                continue
             if f.name == "num_neighbours":
                 value = 0 if value is None else value
             elif f.name == "scale":
@@ -188,6 +209,14 @@ class SecAggConfig:
             if isinstance(exc, SecAggConfigError):
                 raise
             raise SecAggConfigError(f"invalid {cls.__name__} fields: {exc}") from exc
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages this instance runs, in protocol order (optional ones only when on)."""
+        off = set()
+        if not self.committed_graph:
+            off.add(Stage.REVEAL_NONCE)
+        return tuple(s for s in Stage if s not in off)
 
     @property
     def element_bound(self) -> float:

@@ -83,7 +83,9 @@ def run_secagg(
         ``(weighted_sum, report)``; ``report.result.mean`` is the weighted mean.
 
     Raises:
-        SecAggAbort: Too few clients or shares at some stage.
+        SecAggAbort: Too few clients or shares at some stage, or (``committed_graph``) a
+            client that drops at reveal-nonce.
+        ValueError: ``dropouts`` names a stage the instance does not run.
 
     Example:
         >>> cfg = SecAggConfig(num_clients=3, vector_length=2, threshold=2)
@@ -184,6 +186,8 @@ class _DirectTransport:
         client = self.clients[cid]
         if stage is Stage.ADVERTISE_KEYS:
             return client.advertise_keys()
+        if stage is Stage.REVEAL_NONCE:
+            return client.reveal_nonce(request)
         if stage is Stage.SHARE_KEYS:
             return client.share_keys(request)
         if stage is Stage.MASKED_INPUT:
@@ -234,21 +238,29 @@ def drive_round(
     decode_fn: Callable[[bytes], object] = decode_message,
     report_cls: type[SecAggReport] = SecAggReport,
 ) -> SecAggReport:
-    """Run the four stages (:func:`~fedkit.privacy.secagg.run_stages`) between ``clients``
+    """Run the stages (:func:`~fedkit.privacy.secagg.run_stages`) between ``clients``
     and ``server``, calling the clients directly, every message through its wire format.
 
     The engine of :func:`run_secagg` and of the submodel driver: ``submit_fn(cid, shares)``
     returns client ``cid``'s masked input; ``decode_fn`` decodes every serialised message;
     the report is a ``report_cls``. Dropouts and rejections as in :func:`run_secagg`.
+
+    Raises:
+        ValueError: ``dropouts`` names a stage this instance does not run.
     """
+    order = server.config.stages
+    absent = [stage.value for stage in (dropouts or {}) if stage not in order]
+    if absent:
+        raise ValueError(f"dropouts at {absent}: not a stage of this instance (its stages: "
+                         f"{[s.value for s in order]})")
     transport = _DirectTransport(clients, submit_fn, dropouts, tamper_fn, decode_fn)
     run = run_stages(server, clients, transport, decode_fn=decode_fn)
     server_seconds = dict(run.server_seconds)
     for stage, extra in transport.serialise_seconds.items():
         # a request is serialised by the server that sends it: count it to the stage that
         # built it (the previous one)
-        index = list(Stage).index(stage)
-        earlier = list(Stage)[index - 1] if index else stage
+        index = order.index(stage)
+        earlier = order[index - 1] if index else stage
         server_seconds[earlier] = server_seconds.get(earlier, 0.0) + extra
     client_seconds = {cid: sum(s.values()) for cid, s in transport.stage_seconds.items()}
     return report_cls(run.result, client_seconds, server_seconds, transport.rejected,

@@ -5,6 +5,12 @@ u64 round_id`` (big-endian); the body follows. Maps are ``u32 count`` then ``(u6
 length, bytes)`` entries with strictly increasing ids; id lists are ``u32 count`` then u64s;
 a ring vector is ``u8 bits | u32 count | little-endian elements``. ``from_bytes`` refuses a
 wrong magic, version or type, truncation, trailing bytes and unsorted or duplicate ids.
+
+With ``committed_graph`` (docs/secagg.md, "Committed graph") ``AdvertiseKeys`` ends with the
+32-byte nonce commitment and ``KeysBroadcast`` with ``u32 count | 16-byte nonce * count``, one
+nonce per roster client in increasing id order; two messages carry the reveal-nonce stage:
+``RosterCommitment`` (type 12) and ``RevealNonce`` (type 13). Without the option nothing is
+appended: those messages are byte for byte what they were before it existed.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from fedkit.privacy.graph import DIGEST_SIZE
+from fedkit.privacy.graph import COMMITMENT_SIZE, DIGEST_SIZE, NONCE_SIZE
 from fedkit.privacy.hazmat.keys import KEY_SIZE
 from fedkit.privacy.hazmat.prg import ring_dtype
 from fedkit.privacy.secagg._config import SecAggProtocolError
@@ -26,6 +32,8 @@ __all__ = [
     "AdvertiseKeys",
     "KeysBroadcast",
     "MaskedInput",
+    "RevealNonce",
+    "RosterCommitment",
     "ShareKeys",
     "SharesBroadcast",
     "UnmaskRequest",
@@ -73,6 +81,9 @@ class _Reader:
             out[cid] = self.take(length)
         _check_sorted(tuple(out) if len(out) == count else (0, 0), self._name)
         return MappingProxyType(out)
+
+    def remaining(self) -> int:
+        return len(self._view) - self._pos
 
     def done(self) -> None:
         if self._pos != len(self._view):
@@ -128,17 +139,23 @@ class _Message:
 
 @dataclass(frozen=True, repr=False)
 class AdvertiseKeys(_Message):
-    """Stage 0, client -> server: the client's two fresh X25519 public keys."""
+    """Stage 0, client -> server: the client's two fresh X25519 public keys and, with
+    ``committed_graph``, its 32-byte commitment to its graph nonce (else empty)."""
 
     TYPE: ClassVar[int] = 1
     client_id: int
     enc_public: bytes
     mask_public: bytes
+    commitment: bytes = b""
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
         return (
-            self._header() + struct.pack(">Q", self.client_id) + self.enc_public + self.mask_public
+            self._header()
+            + struct.pack(">Q", self.client_id)
+            + self.enc_public
+            + self.mask_public
+            + self.commitment
         )
 
     @classmethod
@@ -147,8 +164,10 @@ class AdvertiseKeys(_Message):
         reader, run_id, round_id = cls._open(data)
         (cid,) = reader.unpack(">Q")
         enc, mask = reader.take(KEY_SIZE), reader.take(KEY_SIZE)
+        # the optional commitment is exactly 32 bytes; anything else is trailing bytes
+        commitment = reader.take(COMMITMENT_SIZE) if reader.remaining() == COMMITMENT_SIZE else b""
         reader.done()
-        return cls(run_id, round_id, cid, enc, mask)
+        return cls(run_id, round_id, cid, enc, mask, commitment)
 
 
 @dataclass(frozen=True, repr=False)
@@ -156,15 +175,33 @@ class KeysBroadcast(_Message):
     """Stage 0 -> 1, server -> a client: the roster, as ``id -> enc_public | mask_public``
     (64 bytes) for the recipient and its graph neighbours and ``id -> key_digest`` (16 bytes,
     :func:`fedkit.privacy.graph.key_digest`) for the other clients; the same message with
-    every key in full (no digests) serves every client."""
+    every key in full (no digests) serves every client. With ``committed_graph`` it also
+    carries every roster client's revealed nonce (``nonces``, else empty): with the digests,
+    all a client needs to recompute the committed roster root and the graph seed."""
 
     TYPE: ClassVar[int] = 2
     public_keys: MappingProxyType  # int -> bytes (64)
     digests: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    nonces: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def to_bytes(self) -> bytes:
-        """Encode with the versioned wire format."""
-        return self._header() + _blobs(self.public_keys) + _blobs(self.digests)
+        """Encode with the versioned wire format.
+
+        Raises:
+            SecAggProtocolError: Nonces given, but not exactly one per roster client.
+        """
+        out = self._header() + _blobs(self.public_keys) + _blobs(self.digests)
+        if not self.nonces:
+            return out
+        roster = sorted(set(self.public_keys) | set(self.digests))
+        # one pass: a missing id or a block of the wrong length refuses (O(n) per recipient)
+        block = b"".join(self.nonces.get(c, b"") for c in roster)
+        if len(self.nonces) != len(roster) or len(block) != NONCE_SIZE * len(roster):
+            raise SecAggProtocolError(
+                f"KeysBroadcast needs one {NONCE_SIZE}-byte nonce per roster client: "
+                f"{len(roster)} clients, nonces for {len(self.nonces)}"
+            )
+        return out + struct.pack(">I", len(roster)) + block
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeysBroadcast:
@@ -172,9 +209,19 @@ class KeysBroadcast(_Message):
         reader, run_id, round_id = cls._open(data)
         keys = reader.blobs(2 * KEY_SIZE)
         digests = reader.blobs(DIGEST_SIZE)
+        nonces: dict[int, bytes] = {}
+        roster = sorted(set(keys) | set(digests))
+        # the optional nonces fill the rest exactly; anything else is trailing bytes
+        if roster and reader.remaining() == 4 + NONCE_SIZE * len(roster):
+            (count,) = reader.unpack(">I")
+            if count != len(roster):
+                raise SecAggProtocolError(
+                    f"{cls.__name__} message has {count} nonces for a roster of {len(roster)}"
+                )
+            nonces = {cid: reader.take(NONCE_SIZE) for cid in roster}
         reader.done()
         check_disjoint_roster(keys, digests, cls.__name__)
-        return cls(run_id, round_id, keys, digests)
+        return cls(run_id, round_id, keys, digests, MappingProxyType(nonces))
 
 
 def check_disjoint_roster(keys, digests, name: str) -> None:
@@ -316,6 +363,58 @@ class UnmaskResponse(_Message):
         )
 
 
+@dataclass(frozen=True, repr=False)
+class RosterCommitment(_Message):
+    """Reveal-nonce stage, server -> one client: the server's commitment to the roster.
+
+    ``u64 recipient | u32 roster size | root (32)``: the root
+    (:func:`fedkit.privacy.graph.roster_root`) hashes every roster client's id, key digest
+    and nonce commitment; the client checks it later against the roster and nonces it
+    receives. 66 bytes, whatever the roster size.
+    """
+
+    TYPE: ClassVar[int] = 12
+    recipient: int
+    roster_size: int
+    root: bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return (self._header() + struct.pack(">QI", self.recipient, self.roster_size)
+                + self.root)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RosterCommitment:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        recipient, size = reader.unpack(">QI")
+        root = reader.take(32)
+        reader.done()
+        return cls(run_id, round_id, recipient, size, root)
+
+
+@dataclass(frozen=True, repr=False)
+class RevealNonce(_Message):
+    """Reveal-nonce stage, client -> server: the nonce the client committed to (16 bytes)."""
+
+    TYPE: ClassVar[int] = 13
+    client_id: int
+    nonce: bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + struct.pack(">Q", self.client_id) + self.nonce
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RevealNonce:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        reader, run_id, round_id = cls._open(data)
+        (cid,) = reader.unpack(">Q")
+        nonce = reader.take(NONCE_SIZE)
+        reader.done()
+        return cls(run_id, round_id, cid, nonce)
+
+
 _TYPES: dict[int, type[_Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -326,6 +425,8 @@ _TYPES: dict[int, type[_Message]] = {
         MaskedInput,
         UnmaskRequest,
         UnmaskResponse,
+        RosterCommitment,
+        RevealNonce,
     )
 }
 

@@ -16,7 +16,10 @@ Default floors (each a field of :class:`ClientPolicy`):
   (``t = floor(threshold * (k + 1)) + 1``), so honest default rounds pass; and ``t >= 2``;
 * neighbourhood ``k >= min(min_neighbours, n - 1)`` with ``min_neighbours = 2``: a cohort too
   small for the floor uses the complete graph, which is accepted;
-* ring bits in ``{32, 64}``; no bound on the clipping range.
+* ring bits in ``{32, 64}``; no bound on the clipping range;
+* a committed graph (``SecAggConfig.committed_graph``) only if ``require_committed_graph``:
+  off by default; on, the client refuses a SecAgg+ instance whose graph the server and
+  colluding clients could grind (a complete graph has nothing to grind and passes).
 
 Order: the check runs on the opening request, before key generation; the later stages
 already refuse any change of the parameters (``docs/secagg.md``, "Client-side policy").
@@ -68,6 +71,9 @@ class ClientPolicy:
         max_clip: Upper bound on the clipping range; ``None`` (default) = no bound. A wider
             range than the client's updates need costs precision, not privacy, unless the
             server also lowers the threshold.
+        require_committed_graph: Refuse a SecAgg+ instance (a graph that is not complete)
+            without ``committed_graph``, whose graph colluding clients could choose by
+            re-rolling their keys (docs/secagg.md, "Committed graph"). Default False.
 
     Raises:
         SecAggConfigError: On an invalid field.
@@ -86,6 +92,7 @@ class ClientPolicy:
     min_neighbours: int = 2
     allowed_bits: frozenset[int] = frozenset({32, 64})
     max_clip: float | None = None
+    require_committed_graph: bool = False
 
     def __post_init__(self) -> None:
         f = self.min_threshold_fraction
@@ -107,6 +114,9 @@ class ClientPolicy:
         if c is not None and (isinstance(c, bool) or not isinstance(c, int | float)
                               or not math.isfinite(c) or c <= 0):
             raise SecAggConfigError(f"max_clip = {c!r}, expected a positive number or None")
+        if not isinstance(self.require_committed_graph, bool):
+            raise SecAggConfigError(f"require_committed_graph = "
+                                    f"{self.require_committed_graph!r}, expected a bool")
 
     def threshold_floor(self, degree: int) -> int:
         """The least threshold accepted in a neighbourhood of ``degree + 1`` clients."""
@@ -150,6 +160,11 @@ class ClientPolicy:
         if self.max_clip is not None and config.clip > self.max_clip:
             problems.append(f"clipping range clip = {config.clip:g} exceeds its maximum "
                             f"{self.max_clip:g}")
+        if (self.require_committed_graph and not config.committed_graph
+                and degree < config.num_clients - 1):
+            problems.append(f"the SecAgg+ graph (k = {degree} of a cohort of "
+                            f"{config.num_clients}) is not committed (committed_graph off), "
+                            "but this client requires it (secagg-require-committed-graph)")
         if problems:
             who = "this client" if client_id is None else f"client {client_id}"
             raise SecAggPolicyError(f"{who} refuses the round: " + "; ".join(problems))

@@ -10,7 +10,14 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fedkit.privacy.graph import communication_graph, graph_seed, key_digest
+from fedkit.privacy.graph import (
+    committed_graph_seed,
+    communication_graph,
+    graph_seed,
+    key_digest,
+    nonce_commitment,
+    roster_root,
+)
 from fedkit.privacy.hazmat import shamir
 from fedkit.privacy.hazmat.keys import KeyPair, derive_key
 from fedkit.privacy.hazmat.prg import MaskExpander, ring_dtype
@@ -27,6 +34,8 @@ from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
     KeysBroadcast,
     MaskedInput,
+    RevealNonce,
+    RosterCommitment,
     ShareKeys,
     SharesBroadcast,
     UnmaskRequest,
@@ -36,9 +45,9 @@ from fedkit.privacy.secagg._messages import (
 __all__ = ["SecAggResult", "SecAggServer"]
 
 logger = logging.getLogger(__name__)
-_ORDER = list(Stage)
 _EXPECTED = {
     Stage.ADVERTISE_KEYS: AdvertiseKeys,
+    Stage.REVEAL_NONCE: RevealNonce,
     Stage.SHARE_KEYS: ShareKeys,
     Stage.MASKED_INPUT: MaskedInput,
     Stage.UNMASK: UnmaskResponse,
@@ -90,7 +99,9 @@ class SecAggServer:
     For each stage, pass every client message to :meth:`receive` (an invalid one raises
     :class:`SecAggProtocolError` and is not counted: that client is treated as dropped), then
     close the stage with :meth:`broadcast_keys`, :meth:`route_shares`,
-    :meth:`request_unmask` and finally :meth:`aggregate`. Each closes once, in order.
+    :meth:`request_unmask` and finally :meth:`aggregate`. Each closes once, in order. With
+    ``committed_graph``, :meth:`commit_roster` closes advertise-keys and
+    :meth:`broadcast_keys` the reveal-nonce stage.
 
     Args:
         config: The round's configuration.
@@ -106,8 +117,12 @@ class SecAggServer:
             raise SecAggProtocolError(
                 f"cohort of {len(self._cohort)} clients exceeds num_clients={config.num_clients}"
             )
-        self._stage = 0
+        self._stage = 0  # index into config.stages
         self._keys: dict[int, tuple[bytes, bytes]] = {}
+        self._commitments: dict[int, bytes] = {}
+        self._nonces: dict[int, bytes] = {}
+        self._root = b""
+        self._nonce_view: MappingProxyType = MappingProxyType({})  # shared by keys_for
         self._graph: dict[int, frozenset[int]] = {}
         self._digests: dict[int, bytes] = {}
         self._position: dict[int, int] = {}
@@ -121,7 +136,11 @@ class SecAggServer:
     @property
     def stage(self) -> Stage | None:
         """The stage whose messages are being received, ``None`` once aggregated."""
-        return _ORDER[self._stage] if self._stage < len(_ORDER) else None
+        order = self.config.stages
+        return order[self._stage] if self._stage < len(order) else None
+
+    def _finish(self) -> None:
+        self._stage = len(self.config.stages)
 
     def _close(self, stage: Stage, received: int) -> None:
         if self.stage is not stage:
@@ -129,7 +148,7 @@ class SecAggServer:
             raise SecAggStateError(f"server cannot close {stage.value}: it {now}")
         self._stage += 1
         if received < self.config.threshold:
-            self._stage = len(_ORDER)
+            self._finish()
             raise SecAggAbort(
                 f"round {self.config.round_id} aborted at {stage.value}: {received} clients "
                 f"responded, below threshold t={self.config.threshold}"
@@ -158,11 +177,13 @@ class SecAggServer:
             self._receive_keys(message)
             return
         previous = {
+            Stage.REVEAL_NONCE: self._keys,
             Stage.SHARE_KEYS: self._keys,
             Stage.MASKED_INPUT: self._shares,
             Stage.UNMASK: self._masked,
         }[stage]
         done = {
+            Stage.REVEAL_NONCE: self._nonces,
             Stage.SHARE_KEYS: self._shares,
             Stage.MASKED_INPUT: self._masked,
             Stage.UNMASK: self._responses,
@@ -174,7 +195,9 @@ class SecAggServer:
                 f"{expected.__name__} from unknown client id {cid}: not among the "
                 f"{len(previous)} clients that completed the previous stage; rejected"
             )
-        if stage is Stage.SHARE_KEYS:
+        if stage is Stage.REVEAL_NONCE:
+            self._receive_nonce(message)
+        elif stage is Stage.SHARE_KEYS:
             if frozenset(message.ciphertexts) != self._graph[cid]:
                 raise SecAggProtocolError(
                     f"ShareKeys from client {cid} addresses clients {sorted(message.ciphertexts)}"
@@ -212,7 +235,33 @@ class SecAggServer:
                 f"AdvertiseKeys from client {cid} rejected: already num_clients="
                 f"{self.config.num_clients} clients"
             )
+        # a variant's advertise message without the field (the submodel one) carries none
+        commitment = bytes(getattr(message, "commitment", b""))
+        if self.config.committed_graph and not commitment:
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from client {cid} has no nonce commitment, but this instance "
+                "has a committed graph; rejected"
+            )
+        if commitment and not self.config.committed_graph:
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from client {cid} carries a nonce commitment, but this "
+                "instance has no committed graph; rejected"
+            )
         self._keys[cid] = (bytes(message.enc_public), bytes(message.mask_public))
+        if commitment:
+            self._commitments[cid] = commitment
+
+    def _receive_nonce(self, message: RevealNonce) -> None:
+        cid, c = message.client_id, self.config
+        expected = nonce_commitment(message.nonce, client_id=cid, run_id=c.run_id,
+                                    round_id=c.round_id)
+        if not hmac.compare_digest(expected, self._commitments[cid]):
+            raise SecAggProtocolError(
+                f"RevealNonce from client {cid} does not match the nonce commitment it "
+                "advertised; rejected (every member of the committed roster must reveal, so "
+                "the instance aborts)"
+            )
+        self._nonces[cid] = bytes(message.nonce)
 
     def _check_response(self, message: UnmaskResponse) -> None:
         cid = message.client_id
@@ -237,25 +286,83 @@ class SecAggServer:
                         f"malformed: {exc}"
                     ) from exc
 
-    def broadcast_keys(self) -> KeysBroadcast:
-        """Close stage 0: fix the roster and graph; return the keys broadcast for all clients.
+    def commit_roster(self) -> bytes:
+        """Close advertise-keys of a committed-graph instance: fix the roster U1 and return
+        its 32-byte root (:func:`fedkit.privacy.graph.roster_root` over every member's id,
+        key digest and nonce commitment); each member's :meth:`roster_commitment_for` carries
+        it.
 
         Raises:
+            SecAggStateError: The instance has no committed graph (use
+                :meth:`broadcast_keys`), or not in advertise-keys.
             SecAggAbort: Fewer than ``threshold`` clients advertised keys.
         """
+        if not self.config.committed_graph:
+            raise SecAggStateError("commit_roster: this instance has no committed graph; "
+                                   "broadcast_keys closes advertise-keys")
         self._close(Stage.ADVERTISE_KEYS, len(self._keys))
         c = self.config
         self._digests = {cid: key_digest(*pair) for cid, pair in self._keys.items()}
-        seed = graph_seed(self._digests, run_id=c.run_id, round_id=c.round_id)
+        entries = {cid: (self._digests[cid], self._commitments[cid]) for cid in self._keys}
+        self._root = roster_root(entries, run_id=c.run_id, round_id=c.round_id)
+        return self._root
+
+    def roster_commitment_for(self, client_id: int) -> RosterCommitment:
+        """After :meth:`commit_roster`: the reveal-nonce request of roster member
+        ``client_id`` (the root and the roster size, 66 bytes).
+
+        Raises:
+            SecAggProtocolError: For a client not in the roster.
+        """
+        if client_id not in self._keys or not self._root:
+            raise SecAggProtocolError(
+                f"roster_commitment_for: client {client_id} is not in a committed roster")
+        c = self.config
+        return RosterCommitment(c.run_id, c.round_id, client_id, len(self._keys), self._root)
+
+    def broadcast_keys(self) -> KeysBroadcast:
+        """Close the stage before share-keys (advertise-keys, or reveal-nonce with
+        ``committed_graph``): fix the graph; return the keys broadcast for all clients.
+
+        With ``committed_graph`` the seed hashes the committed root and every member's
+        revealed nonce (:func:`fedkit.privacy.graph.committed_graph_seed`), and every member
+        must have revealed: were a missing nonce skipped, the server -- who sees the nonces
+        first -- could choose the graph by choosing whose nonce counts.
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` clients advertised keys, or a member of the
+                committed roster did not reveal a nonce matching its commitment.
+        """
+        c = self.config
+        if c.committed_graph:
+            missing = sorted(set(self._keys) - set(self._nonces))
+            if missing and self.stage is Stage.REVEAL_NONCE:
+                self._finish()
+                raise SecAggAbort(
+                    f"round {c.round_id} aborted at {Stage.REVEAL_NONCE.value}: clients "
+                    f"{missing} of the committed roster did not reveal a nonce matching their "
+                    "commitment; every member must reveal, otherwise the server could choose "
+                    "the graph by choosing whose nonce counts"
+                )
+            self._close(Stage.REVEAL_NONCE, len(self._nonces))
+            seed = committed_graph_seed(self._root, self._nonces, run_id=c.run_id,
+                                        round_id=c.round_id)
+            self._nonce_view = MappingProxyType(dict(self._nonces))
+        else:
+            self._close(Stage.ADVERTISE_KEYS, len(self._keys))
+            self._digests = {cid: key_digest(*pair) for cid, pair in self._keys.items()}
+            seed = graph_seed(self._digests, run_id=c.run_id, round_id=c.round_id)
         self._graph = communication_graph(list(self._keys), c.num_neighbours, seed)
         self._position = {cid: i + 1 for i, cid in enumerate(sorted(self._keys))}
         blobs = {cid: enc + mask for cid, (enc, mask) in self._keys.items()}
-        return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs))
+        return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
+                             nonces=self._nonce_view)
 
     @property
     def roster(self) -> tuple[int, ...]:
-        """After :meth:`broadcast_keys`: the ids whose keys are in the roster, sorted."""
-        return tuple(sorted(self._graph))
+        """After advertise-keys closed (:meth:`broadcast_keys` or :meth:`commit_roster`):
+        the ids whose keys are in the roster, sorted."""
+        return tuple(sorted(self._digests))
 
     def keys_for(self, client_id: int) -> KeysBroadcast:
         """After :meth:`broadcast_keys`: client ``client_id``'s own roster message.
@@ -263,7 +370,8 @@ class SecAggServer:
         Full keys of the client and its graph neighbours, 16-byte key digests of everyone
         else: all it needs to recompute the graph and mask, in O(k) keys + O(n) digests
         (24 + 76 k + 28 n bytes against 76 n for the full roster; on the complete graph the
-        two are the same).
+        two are the same). With ``committed_graph``, also every member's nonce (4 + 16 n
+        bytes): the client recomputes the commitments, hence the committed root, from them.
         """
         if client_id not in self._graph:
             raise SecAggProtocolError(f"keys_for: client {client_id} is not in the roster")
@@ -271,7 +379,7 @@ class SecAggServer:
         blobs = {cid: self._keys[cid][0] + self._keys[cid][1] for cid in sorted(near)}
         digests = {cid: d for cid, d in sorted(self._digests.items()) if cid not in near}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
-                             MappingProxyType(digests))
+                             MappingProxyType(digests), self._nonce_view)
 
     def route_shares(self) -> dict[int, SharesBroadcast]:
         """Close stage 1: return, per client that shared keys, the ciphertexts addressed to it.
@@ -391,7 +499,7 @@ class SecAggServer:
             private = self._recover(owner, "key", coefficient_cache)
             pair = KeyPair.from_private_bytes(private)
             if not hmac.compare_digest(pair.public, self._keys[owner][1]):
-                self._stage = len(_ORDER)
+                self._finish()
                 raise SecAggAbort(
                     f"round {c.round_id} aborted: the masking key recovered for dropped client "
                     f"{owner} does not match its published public key (a share was corrupted)"
@@ -416,7 +524,7 @@ class SecAggServer:
             if owner in (r.self_mask_shares if kind == "self-mask" else r.key_shares)
         )
         if len(holders) < c.threshold:
-            self._stage = len(_ORDER)
+            self._finish()
             raise SecAggAbort(
                 f"round {c.round_id} aborted: {len(holders)} {kind} shares for client {owner}, "
                 f"below threshold t={c.threshold}"
@@ -439,7 +547,7 @@ class SecAggServer:
         try:
             return shamir.combine_with(cache[xs], ys)
         except shamir.ShamirError as exc:
-            self._stage = len(_ORDER)
+            self._finish()
             raise SecAggAbort(
                 f"round {c.round_id} aborted: {kind} secret of client {owner}: {exc}"
             ) from exc

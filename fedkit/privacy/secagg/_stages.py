@@ -1,10 +1,11 @@
-"""The four stages of one secure-aggregation instance, over any transport.
+"""The stages of one secure-aggregation instance, over any transport.
 
 :func:`run_stages` is the one place where the server side of the protocol is sequenced:
 advertise keys -> keys broadcast -> share keys -> routed shares -> masked input -> unmask
-requests -> unmask -> aggregate. It decodes every reply, refuses one that speaks for another
-client, hands the rest to the server state machine and drops a client whose message the
-server refuses. How requests reach clients is the transport's business
+requests -> unmask -> aggregate; with ``committed_graph`` advertise keys -> roster commitment
+-> reveal nonce -> keys broadcast (``config.stages``). It decodes every reply, refuses one that
+speaks for another client, hands the rest to the server state machine and drops a client whose
+message the server refuses. How requests reach clients is the transport's business
 (:class:`StageTransport`): the in-process driver (:func:`fedkit.privacy.secagg.run_secagg`)
 calls client objects directly; fedkit's Flower workflows (:mod:`fedkit.flower.secagg`) send
 Flower messages. Every client receives only what concerns it: its own roster message
@@ -69,7 +70,8 @@ class StageRun:
 
 def run_stages(server: SecAggServer, cohort: Iterable[int], transport: StageTransport, *,
                decode_fn: Callable[[bytes], object] = decode_message) -> StageRun:
-    """Run the four stages of ``server`` with the clients of ``cohort`` over ``transport``.
+    """Run the stages of ``server`` (``server.config.stages``) with the clients of ``cohort``
+    over ``transport``.
 
     Args:
         server: A fresh server (SecAgg or a subclass, e.g. the submodel server).
@@ -81,7 +83,8 @@ def run_stages(server: SecAggServer, cohort: Iterable[int], transport: StageTran
         The aggregate and the server's compute time per stage.
 
     Raises:
-        SecAggAbort: Fewer than the threshold of clients (or shares) at some stage.
+        SecAggAbort: Fewer than the threshold of clients (or shares) at some stage, or a
+            member of a committed roster that did not reveal its nonce.
     """
     seconds: dict[Stage, float] = {}
 
@@ -104,9 +107,16 @@ def run_stages(server: SecAggServer, cohort: Iterable[int], transport: StageTran
         finally:
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
 
-    stage(Stage.ADVERTISE_KEYS, dict.fromkeys(sorted(cohort)), server.broadcast_keys)
-    keys = _timed(seconds, Stage.ADVERTISE_KEYS,
-                  lambda: {cid: server.keys_for(cid) for cid in server.roster})
+    committed = Stage.REVEAL_NONCE in server.config.stages
+    stage(Stage.ADVERTISE_KEYS, dict.fromkeys(sorted(cohort)),
+          server.commit_roster if committed else server.broadcast_keys)
+    last = Stage.ADVERTISE_KEYS
+    if committed:
+        commitments = _timed(seconds, last, lambda: {
+            cid: server.roster_commitment_for(cid) for cid in server.roster})
+        stage(Stage.REVEAL_NONCE, commitments, server.broadcast_keys)
+        last = Stage.REVEAL_NONCE
+    keys = _timed(seconds, last, lambda: {cid: server.keys_for(cid) for cid in server.roster})
     routed = stage(Stage.SHARE_KEYS, keys, server.route_shares)
     alive = stage(Stage.MASKED_INPUT, routed, server.request_unmask).alive
     unmask = _timed(seconds, Stage.MASKED_INPUT,

@@ -48,6 +48,12 @@ class SubmodelSecAggConfig(SecAggConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.committed_graph:
+            raise SecAggConfigError(
+                "committed_graph=True is not supported by submodel-aware secure aggregation "
+                "yet (its advertise-keys and keys-broadcast messages carry no nonce commitment "
+                "or nonces); use committed_graph=False"
+            )
         check_int("num_rows", self.num_rows, 1, (1 << 40) - 1)
         check_int("row_width", self.row_width, 1, (1 << 24) - 1)
         check_headroom(self.num_clients, 1.0, 1.0, self.bits)  # counts: sum of n values in {0, 1}
