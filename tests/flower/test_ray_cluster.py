@@ -25,6 +25,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -354,6 +355,17 @@ def test_an_unreachable_ray_address_fails_at_once_naming_it(tmp_path, capsys):
                  "flower", "--ray-address", address, "--output-dir", str(tmp_path / "b")])
     assert code == 1 and f"Ray cluster at {address} is not reachable" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_port_that_is_not_a_ray_head_is_refused(tmp_path, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, never speaks gRPC
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        code = main(["simulate", "--runtime", "flower", "--ray-address", address,
+                     "--output-dir", str(tmp_path / "out")])
+    assert code == 1
+    assert f"{address} accepts connections but does not answer as a Ray head node" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv, match", [
