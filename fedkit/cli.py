@@ -20,7 +20,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from fedkit.config import (
     ConfigError,
@@ -30,6 +30,9 @@ from fedkit.config import (
     load_config_file,
 )
 from fedkit.flower.runtime.flwr_cli import FlowerRunError
+
+if TYPE_CHECKING:
+    from fedkit.flower.runtime.ray_cluster import RayOptions
 
 __all__ = ["main", "build_parser", "list_keys_toml"]
 
@@ -42,6 +45,7 @@ _EPILOG = f"""examples:
   fedkit simulate --config simulations/demo.toml --runtime flower --set rounds=2
   fedkit simulate --list-keys > my_run.toml          # every key, its meaning and values
   fedkit bench simulations/availability_zoo.toml --jobs 2
+  fedkit simulate --runtime flower --ray-address 10.0.0.5:6379   # on a Ray cluster
   fedkit report runs/availability_zoo
 
 exit status:
@@ -104,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--output-dir", type=Path, default=None,
                      help="results folder (default: runs/<name>)")
     sim.add_argument("--quiet", "-q", action="store_true", help="no progress line")
-    sim.add_argument("--cpus-per-client", type=float, default=1.0,
-                     help="--runtime flower: CPUs Ray reserves per virtual client (default 1)")
+    _add_ray_arguments(sim)
     sim.add_argument("--compare", metavar="KEY=V1,V2,...", default=None,
                      help="run once per value of KEY (into runs/<name>/<KEY>=<value>/) and "
                           "print a side-by-side table and comparison.png, e.g. "
@@ -118,6 +121,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_deploy_parser(sub)
     return parser
+
+
+def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``--runtime flower``: where the virtual clients run (docs/scaling.md)."""
+    parser.add_argument("--cpus-per-client", type=float, default=1.0,
+                        help="--runtime flower: CPUs Ray reserves per virtual client, a whole "
+                             "number (default 1)")
+    parser.add_argument("--gpus-per-client", type=float, default=0.0,
+                        help="--runtime flower: GPUs Ray reserves per virtual client; 0.25 "
+                             "puts four clients on one GPU (default 0)")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT|auto",
+                        help="--runtime flower: run the virtual clients on this running Ray "
+                             "cluster (its head node's address, or auto: $RAY_ADDRESS or the "
+                             "cluster `ray start` recorded here) instead of a Ray of their "
+                             "own; run fedkit on a node of that cluster (docs/scaling.md)")
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The validated :class:`~fedkit.flower.runtime.ray_cluster.RayOptions` of the command
+    line, or None for the in-process runtime (which takes none of them).
+
+    Raises:
+        ConfigError: If a value is malformed, or a Ray option is given without --runtime
+            flower.
+    """
+    from fedkit.flower.runtime.ray_cluster import RayOptions
+
+    if args.runtime != "flower":
+        given = [flag for flag, value, default in (
+            ("--ray-address", args.ray_address, None),
+            ("--cpus-per-client", args.cpus_per_client, 1.0),
+            ("--gpus-per-client", args.gpus_per_client, 0.0)) if value != default]
+        if given:
+            raise ConfigError(f"{given[0]} applies to --runtime flower only (the runtime is "
+                              f"{args.runtime!r}); add --runtime flower or drop it")
+        return None
+    return RayOptions(address=args.ray_address, num_cpus_per_client=args.cpus_per_client,
+                      num_gpus_per_client=args.gpus_per_client)
 
 
 def _add_bench_parsers(sub: argparse._SubParsersAction) -> None:
@@ -141,6 +182,9 @@ def _add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--output-dir", type=Path, default=None,
                        help="suite folder (default: the suite's output_dir, else "
                             "runs/<suite name>)")
+    bench.add_argument("--runtime", choices=("inprocess", "flower"), default="inprocess",
+                       help="inprocess: fedkit's grid (default); flower: each run with `flwr "
+                            "run` under Flower's Simulation Engine (Ray), one run at a time")
     bench.add_argument("--engine", choices=("batched", "sequential"), default=DEFAULT_ENGINE,
                        help=f"in-process engine (default {DEFAULT_ENGINE})")
     bench.add_argument("--device", default="cpu",
@@ -149,6 +193,7 @@ def _add_bench_parsers(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
                        help="run only the runs whose KEY is one of the values (repeatable), "
                             "e.g. --only algorithm=fedavg,fedlaavg --only availability=alternating")
+    _add_ray_arguments(bench)
     report = sub.add_parser(
         "report", help="rebuild a suite folder's summary and plots from its results files",
         description="Write summary.csv, summary.md and the plots of a suite folder from its "
@@ -277,6 +322,7 @@ def _submodel_rows(cfg: RunConfig, results: dict) -> list[tuple[str, str]]:
 
 
 def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
+    ray = _ray_options(args)
     if args.runtime == "inprocess":
         from fedkit.flower import run_inprocess
 
@@ -288,7 +334,8 @@ def _run_one(cfg: RunConfig, args: argparse.Namespace) -> None:
         # -v: Flower's whole log; otherwise the SuperLink line and the progress lines (round,
         # loss, accuracy) unless --quiet.
         run_flower_simulation(
-            cfg, num_cpus_per_client=args.cpus_per_client,
+            cfg, num_cpus_per_client=ray.num_cpus_per_client,
+            num_gpus_per_client=ray.num_gpus_per_client, ray_address=ray.address,
             stream_to=sys.stderr if args.verbose else None,
             progress_to=None if args.quiet else sys.stderr,
         )
@@ -325,6 +372,7 @@ def _simulate(args: argparse.Namespace) -> int:
         sys.stdout.write(list_keys_toml())
         return 0
     cfg = _resolve_config(args)
+    _ray_options(args)  # a bad Ray option is a configuration error before anything runs
     if args.compare:
         return _compare(cfg, args)
     from fedkit.bench import read_results
@@ -342,7 +390,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.only:
         suite = suite.only(args.only)
     outcomes = run_suite(suite, jobs=args.jobs, engine=args.engine, device=args.device,
-                         quiet=args.quiet)
+                         quiet=args.quiet, ray=_ray_options(args))
     failed = [o.name for o in outcomes if o.status == "failed"]
     print(f"summary: {suite.output_dir / 'summary.md'}; "
           f"{len(outcomes) - len(failed)} of {len(outcomes)} runs have results"

@@ -5,8 +5,11 @@ holds the configured rounds: skipped, untouched), ``resume`` (a checkpoint: cont
 or ``new``. A folder started with a different config (any key but the run length, checkpoint
 period, paths and display keys) is an error, never silently mixed. Runs execute on fedkit's
 in-process grid, in this process (``jobs = 1``) or in ``jobs`` spawned workers with torch's
-threads split between them; :func:`fedkit.bench.report.write_report` writes the summary and
-plots at the end. See docs/benchmarks.md, "Resuming".
+threads split between them; or, given :class:`~fedkit.flower.runtime.ray_cluster.RayOptions`,
+one after another under Flower's Simulation Engine (each on a SuperLink of its own, the
+virtual clients on Ray: on this machine or on a Ray cluster, docs/scaling.md).
+:func:`fedkit.bench.report.write_report` writes the summary and plots at the end. See
+docs/benchmarks.md, "Resuming".
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fedkit.bench.results import RESULTS_FILE, read_results
 from fedkit.bench.suite import MANIFEST_FILE, Suite, SuiteRun
 from fedkit.config import ConfigError, RunConfig
+
+if TYPE_CHECKING:
+    from fedkit.flower.runtime.ray_cluster import RayOptions
 
 __all__ = ["RunOutcome", "run_state", "run_suite"]
 
@@ -117,6 +123,18 @@ def _execute(config: dict[str, Any], engine: str, device: str, threads: int | No
     return time.perf_counter() - started
 
 
+def _execute_flower(config: dict[str, Any], ray: RayOptions, quiet: bool) -> float:
+    """Run one config under Flower's Simulation Engine; return its wall seconds."""
+    from fedkit.flower.runtime.simulation import run_flower_simulation
+
+    started = time.perf_counter()
+    run_flower_simulation(RunConfig.from_mapping(config),
+                          num_cpus_per_client=ray.num_cpus_per_client,
+                          num_gpus_per_client=ray.num_gpus_per_client, ray_address=ray.address,
+                          progress_to=None if quiet else sys.stderr)
+    return time.perf_counter() - started
+
+
 def _report_line(index: int, total: int, outcome: RunOutcome, run: SuiteRun) -> str:
     head = f"[{index}/{total}] {outcome.name}"
     if outcome.status == "failed":
@@ -131,8 +149,8 @@ def _report_line(index: int, total: int, outcome: RunOutcome, run: SuiteRun) -> 
 
 
 def run_suite(suite: Suite, *, jobs: int | None = None, engine: str = "batched",
-              device: str = "cpu", quiet: bool = False,
-              stream: TextIO | None = None) -> list[RunOutcome]:
+              device: str = "cpu", quiet: bool = False, stream: TextIO | None = None,
+              ray: RayOptions | None = None) -> list[RunOutcome]:
     """Run every unfinished run of ``suite``, then write the summary and plots.
 
     Args:
@@ -143,19 +161,29 @@ def run_suite(suite: Suite, *, jobs: int | None = None, engine: str = "batched",
         device: Torch device of the batched engine.
         quiet: No per-round progress line (it is always off when ``jobs > 1``).
         stream: Where the one-line-per-run report goes (stderr by default).
+        ray: Run under Flower's Simulation Engine with these Ray options (one run at a time:
+            the Ray cluster is where the parallelism is); None: the in-process grid.
 
     Returns:
         One outcome per run, in suite order. A failed run does not stop the others.
 
     Raises:
-        ConfigError: If a run folder holds a run started with another config.
+        ConfigError: If a run folder holds a run started with another config, or ``jobs``
+            is not 1 under Flower's engine.
+        RayClusterError: If ``ray`` names a Ray cluster that cannot be found or reached.
     """
     from fedkit.bench.report import write_report
 
     stream = stream if stream is not None else sys.stderr
-    jobs = jobs if jobs is not None else suite.jobs
+    if ray is not None and jobs not in (None, 1):
+        raise ConfigError(f"--jobs {jobs} with --runtime flower: runs go one at a time under "
+                          "Flower's engine (each already uses every Ray CPU it may); drop "
+                          "--jobs or use --runtime inprocess")
+    jobs = 1 if ray is not None else jobs if jobs is not None else suite.jobs
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}, expected an integer >= 1")
+    if ray is not None:
+        ray.check()  # an unreachable cluster fails the suite once, before any run
     states = {run.name: run_state(run) for run in suite.runs}
     _check_manifest(suite)
     suite.output_dir.mkdir(parents=True, exist_ok=True)
@@ -175,13 +203,29 @@ def run_suite(suite: Suite, *, jobs: int | None = None, engine: str = "batched",
         print(_report_line(done, len(suite.runs), outcome, by_name[outcome.name]), file=stream)
     show_progress = not quiet and jobs == 1
     configs = {run.name: run.config.replace(progress=show_progress).to_dict() for run in todo}
-    for outcome in _execute_all(todo, configs, states, jobs, engine, device):
+    runs = (_execute_all_flower(todo, configs, states, ray, not show_progress)
+            if ray is not None else _execute_all(todo, configs, states, jobs, engine, device))
+    for outcome in runs:
         outcomes[outcome.name] = outcome
         done += 1
         print(_report_line(done, len(suite.runs), outcome, by_name[outcome.name]),
               file=stream, flush=True)
     write_report(suite.output_dir)
     return [outcomes[run.name] for run in suite.runs]
+
+
+def _execute_all_flower(todo: list[SuiteRun], configs: dict[str, dict[str, Any]],
+                        states: dict[str, str], ray: RayOptions, quiet: bool):
+    """Yield one :class:`RunOutcome` per run of ``todo``, each run under Flower's engine."""
+    for run in todo:
+        started = time.perf_counter()
+        try:
+            seconds = _execute_flower(configs[run.name], ray, quiet)
+        except Exception as exc:  # one failed run must not stop the suite
+            yield RunOutcome(run.name, states[run.name], "failed",
+                             time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        else:
+            yield RunOutcome(run.name, states[run.name], "ran", seconds)
 
 
 def _execute_all(todo: list[SuiteRun], configs: dict[str, dict[str, Any]],

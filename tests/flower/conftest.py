@@ -31,3 +31,8 @@ def flower_environment():
 
 _VARS = ("FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK",
          "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "FLWR_HOME", "RAY_TMPDIR")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "ray_cluster: runs on a Ray cluster of two nodes started by the test (slow)")

@@ -14,6 +14,10 @@
 4. that SuperLink stopped by its PID, with the processes it started
    (:meth:`fedkit.deploy.FlowerProcess.stop`). A SuperLink it did not start -- the one
    ``flwr run . local`` keeps on port 39091, another fedkit run's -- is never touched.
+
+Where the virtual clients run is :class:`~fedkit.flower.runtime.ray_cluster.RayOptions`'
+business: Ray started by Flower on this machine (the default), or a running Ray cluster
+(``ray_address``), with the CPUs and GPUs each client reserves (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from fedkit.flower.runtime.flwr_cli import (
     stream_flwr_run,
     write_run_config,
 )
+from fedkit.flower.runtime.ray_cluster import RayOptions
 
 __all__ = ["APP_COMPONENTS", "run_flower_app", "run_flower_simulation", "write_flower_app"]
 
@@ -83,11 +88,6 @@ def write_flower_app(folder: str | Path) -> Path:
     return folder
 
 
-def _int_if_whole(value: float) -> float | int:
-    # Flower's federation config wants an integer CPU count where one is meant.
-    return int(value) if float(value).is_integer() else value
-
-
 class _ProgressOnly:
     """A text stream that passes on the ServerApp's progress lines and drops the rest."""
 
@@ -106,6 +106,8 @@ def run_flower_simulation(
     cfg: RunConfig,
     *,
     num_cpus_per_client: float = 1.0,
+    num_gpus_per_client: float = 0.0,
+    ray_address: str | None = None,
     stream_to: Any = None,
     progress_to: TextIO | None = None,
     timeout: float | None = None,
@@ -117,7 +119,11 @@ def run_flower_simulation(
 
     Args:
         cfg: The run config (every key is sent with ``--run-config``).
-        num_cpus_per_client: CPUs Ray reserves per virtual SuperNode.
+        num_cpus_per_client: CPUs Ray reserves per virtual SuperNode (a whole number).
+        num_gpus_per_client: GPUs Ray reserves per virtual SuperNode (0: none).
+        ray_address: A running Ray cluster the virtual SuperNodes run on (``HOST:PORT`` of
+            its head node, or ``"auto"``); None: Flower starts Ray on this machine. With a
+            cluster, ``cfg.data_dir`` must hold the data at the same path on every node.
         stream_to: A text stream that receives the run's whole log as it arrives.
         progress_to: A text stream that receives one line when the SuperLink is up and then
             only the ServerApp's progress lines (round, loss, accuracy); ignored when
@@ -129,6 +135,8 @@ def run_flower_simulation(
         Flower's record of the finished run (``flwr ls --format json``).
 
     Raises:
+        ConfigError: If a resource or the address is malformed (nothing is started).
+        RayClusterError: If the Ray cluster cannot be found or reached (nothing is started).
         FlowerRunError: If the SuperLink does not start, or the run does not reach the status
             ``finished:completed``.
     """
@@ -137,7 +145,9 @@ def run_flower_simulation(
         config_file = write_run_config(cfg, Path(tmp) / "run_config.toml")
         header = f"{cfg.num_clients} virtual SuperNodes, {cfg.rounds} rounds"
         return run_flower_app(app, num_supernodes=cfg.num_clients, run_config=config_file,
-                              num_cpus_per_client=num_cpus_per_client, stream_to=stream_to,
+                              num_cpus_per_client=num_cpus_per_client,
+                              num_gpus_per_client=num_gpus_per_client,
+                              ray_address=ray_address, stream_to=stream_to,
                               progress_to=progress_to, progress_header=header,
                               timeout=timeout)
 
@@ -148,6 +158,8 @@ def run_flower_app(
     num_supernodes: int,
     run_config: Path | Mapping[str, Any] | None = None,
     num_cpus_per_client: float = 1.0,
+    num_gpus_per_client: float = 0.0,
+    ray_address: str | None = None,
     stream_to: Any = None,
     progress_to: TextIO | None = None,
     progress_header: str = "",
@@ -160,20 +172,24 @@ def run_flower_app(
         app: The app folder (what ``flwr run <app>`` takes).
         num_supernodes: Virtual SuperNodes.
         run_config: A TOML file of ``--run-config`` overrides, or the overrides themselves.
-        num_cpus_per_client, stream_to, progress_to, timeout: As for
-            :func:`run_flower_simulation`.
+        num_cpus_per_client, num_gpus_per_client, ray_address, stream_to, progress_to,
+            timeout: As for :func:`run_flower_simulation`.
         progress_header: Appended to the line ``progress_to`` receives when the SuperLink is up.
 
     Returns:
         Flower's record of the finished run (``flwr ls --format json``).
 
     Raises:
+        ConfigError: If a resource or the address is malformed (nothing is started).
+        RayClusterError: If the Ray cluster cannot be found or reached (nothing is started).
         FlowerRunError: If the SuperLink does not start, or the run does not reach the status
             ``finished:completed``.
     """
+    ray_opts = RayOptions(address=ray_address, num_cpus_per_client=num_cpus_per_client,
+                          num_gpus_per_client=num_gpus_per_client)
+    env = ray_opts.environment(flower_env())
     with tempfile.TemporaryDirectory(prefix="fedkit-flower-sim-") as tmp:
         work = Path(tmp)
-        env = flower_env()
         env["FLWR_HOME"] = str(work / "flwr-home")
         try:
             superlink = start_superlink(
@@ -183,10 +199,8 @@ def run_flower_app(
             raise FlowerRunError(f"could not start the simulation SuperLink: {exc}") from exc
         try:
             write_connection(Connection(_CONNECTION, superlink.address), env=env)
-            federation = (f"num-supernodes={num_supernodes} client-resources-num-cpus="
-                          f"{_int_if_whole(num_cpus_per_client)}")
             cmd = ["flwr", "run", str(app), _CONNECTION, "--stream",
-                   "--federation-config", federation]
+                   "--federation-config", ray_opts.federation_config(num_supernodes)]
             if isinstance(run_config, Mapping):
                 overrides = work / "run_config.toml"
                 overrides.write_text(tomli_w.dumps(dict(run_config)))
@@ -194,8 +208,9 @@ def run_flower_app(
             if run_config is not None:
                 cmd += ["--run-config", str(run_config)]
             if stream_to is None and progress_to is not None:
+                where = f", Ray cluster {env['RAY_ADDRESS']}" if ray_opts.address else ""
                 progress_to.write(f"Flower Simulation Engine: SuperLink {superlink.address} "
-                                  f"(pid {superlink.pid}), {progress_header}\n")
+                                  f"(pid {superlink.pid}){where}, {progress_header}\n")
                 progress_to.flush()
                 stream_to = _ProgressOnly(progress_to)
             run_id, lines = stream_flwr_run(cmd, env, stream_to=stream_to, timeout=timeout)
