@@ -100,7 +100,7 @@ def test_a_killed_worker_is_restarted_and_the_run_completes(workers_federation, 
     wait_workers_ready(node, 1, already=ready)
     (new,) = fed.worker_pids(0)
     assert new != old and not _running(old)
-    assert "ClientApp worker (pid %d) exited with status -9" % old in node.log_text()
+    assert f"ClientApp worker (pid {old}) exited with status -9" in node.log_text()
 
     # Killed again during a run, right after it answered round 1: round 2 waits for the
     # next worker, and the run completes with every client in every round.
