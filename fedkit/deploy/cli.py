@@ -79,6 +79,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     node.add_argument("--data-dir", help="this device's data folder (node config data-dir)")
     node.add_argument("--availability",
                       help="availability scenario enforced on this client (node config)")
+    _isolation_args(node)
     node.add_argument("--log", type=Path, default=None)
 
     register = sub.add_parser("register", help="register SuperNode public keys")
@@ -96,11 +97,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     local.add_argument("--base-port", type=int, default=None,
                        help="SuperLink on this port, SuperNode i on base + 1 + i "
                             "(default: free ports)")
+    _isolation_args(local)
     local.add_argument("--tls", action="store_true", help="TLS with a temporary CA")
     local.add_argument("--auth", action="store_true", help="SuperNode authentication (--tls)")
     local.add_argument("--workdir", type=Path, default=None,
                        help="keep certificates, link state and logs here (default: temporary)")
     return deploy
+
+
+def _isolation_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--isolation", choices=("process", "subprocess"), default="process",
+                        help="how a SuperNode runs the ClientApp: 'process' (default): "
+                             "long-lived workers that import torch and fedkit once, "
+                             "restarted if they die; 'subprocess': Flower's new "
+                             "flwr-clientapp process per message")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="ClientApp workers per SuperNode with --isolation process "
+                             "(default 1; the SuperNode runs one message at a time)")
 
 
 def _tls_server_args(parser: argparse.ArgumentParser) -> None:
@@ -239,7 +252,8 @@ def _supernode(args: argparse.Namespace) -> int:
     log = args.log or Path(f"supernode-{args.client_id}.log")
     proc = start_supernode(superlink=args.superlink, port=port, node_config=node_config,
                            log_file=log, root_certificates=args.root_certificates,
-                           auth_private_key=args.auth_key, wait=None)
+                           auth_private_key=args.auth_key, isolation=args.isolation,
+                           num_workers=args.workers, wait=None)
     return _foreground(proc)
 
 
@@ -268,7 +282,8 @@ def _local(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="fedkit-deploy-") as tmp:
         workdir = args.workdir or Path(tmp)
         with LocalFederation(workdir, num_nodes=args.nodes, tls=args.tls or args.auth,
-                             auth=args.auth, base_port=args.base_port) as fed:
+                             auth=args.auth, base_port=args.base_port,
+                             isolation=args.isolation, num_workers=args.workers) as fed:
             print(f"SuperLink {fed.connection.address} ({'TLS' if args.tls else 'insecure'}), "
                   f"{args.nodes} SuperNodes; logs in {workdir / 'logs'}", flush=True)
             status = fed.run(cfg, stream_to=sys.stdout)

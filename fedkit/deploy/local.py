@@ -25,6 +25,7 @@ from typing import Any
 from fedkit.config import RunConfig
 from fedkit.deploy.certs import NodeKeyFiles, TlsFiles, write_node_keys, write_tls_files
 from fedkit.deploy.processes import (
+    ISOLATION_MODES,
     FlowerProcess,
     ProcessError,
     free_port,
@@ -32,6 +33,8 @@ from fedkit.deploy.processes import (
     start_superlink,
     start_supernode,
     wait_connected,
+    wait_workers_ready,
+    worker_pids,
 )
 from fedkit.deploy.runner import (
     Connection,
@@ -67,15 +70,22 @@ class LocalFederation:
             ``base_port`` and the SuperNode of client ``i`` on ``base_port + 1 + i`` (for
             firewalls and for running several federations side by side). ``None``
             (default): free ports picked at start.
+        isolation: How SuperNodes run the ClientApp: ``"process"`` (default), long-lived
+            workers that import torch and fedkit once, restarted if they die; or
+            ``"subprocess"``, Flower's new ``flwr-clientapp`` process per message (see
+            :mod:`fedkit.deploy.processes`).
+        num_workers: ClientApp workers per SuperNode under ``"process"``.
 
     Raises:
-        ValueError: On ``num_nodes < 0``, auth without TLS, or a ``base_port`` whose range
-            ``base_port .. base_port + num_nodes`` leaves 1024-65535.
+        ValueError: On ``num_nodes < 0``, auth without TLS, a ``base_port`` whose range
+            ``base_port .. base_port + num_nodes`` leaves 1024-65535, or an unknown
+            ``isolation``.
     """
 
     def __init__(self, workdir: str | Path, *, num_nodes: int, tls: bool = True,
                  auth: bool = False, node_config: Mapping[str, Any] | None = None,
-                 connection_name: str = "fedkit-local", base_port: int | None = None) -> None:
+                 connection_name: str = "fedkit-local", base_port: int | None = None,
+                 isolation: str = "process", num_workers: int = 1) -> None:
         if num_nodes < 0:
             raise ValueError(f"num_nodes = {num_nodes}, expected >= 0")
         if base_port is not None and (isinstance(base_port, bool) or not isinstance(base_port, int)
@@ -83,6 +93,8 @@ class LocalFederation:
             raise ValueError(f"base_port = {base_port!r}, expected an integer in 1024.."
                              f"{65535 - num_nodes} (the SuperLink takes base_port, SuperNode i "
                              "takes base_port + 1 + i)")
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation = {isolation!r}, expected one of {ISOLATION_MODES}")
         if auth and not tls:
             raise ValueError("auth = True needs tls = True: Flower refuses SuperNode "
                              "authentication without TLS")
@@ -92,6 +104,7 @@ class LocalFederation:
         self.node_config = dict(node_config or {})
         self.connection_name = connection_name
         self.base_port = base_port
+        self.isolation, self.num_workers = isolation, num_workers
         self.env = flower_env({**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home")})
         self.tls_files: TlsFiles | None = None
         self.connection: Connection | None = None
@@ -145,6 +158,8 @@ class LocalFederation:
         procs = [self.start_node(c, wait=False, **node_config) for c in client_ids]
         for proc in procs:
             wait_connected(proc)
+        for proc in procs:
+            self._wait_workers(proc)
         return procs
 
     def start_node(self, client_id: int, *, wait: bool = True, retry_for: float = 120.0,
@@ -168,6 +183,7 @@ class LocalFederation:
                 return proc
             try:
                 wait_connected(proc)
+                self._wait_workers(proc)
                 return proc
             except ProcessError:
                 refused = _ACTIVATION_REFUSED in proc.log_text()
@@ -176,6 +192,10 @@ class LocalFederation:
                 logger.info("SuperNode of client %s not activated yet (the SuperLink still "
                             "counts it online); retrying", client_id)
                 time.sleep(2.0)
+
+    def _wait_workers(self, proc: FlowerProcess) -> None:
+        if self.isolation == "process":
+            wait_workers_ready(proc, self.num_workers)
 
     def _port(self, client_id: int) -> int:
         """The SuperLink's port (``client_id = -1``) or a SuperNode's: fixed, or a free one."""
@@ -196,10 +216,14 @@ class LocalFederation:
             node_config={"client-id": client_id, **self.node_config, **node_config},
             log_file=self.workdir / "logs" / f"supernode-{client_id}.log",
             root_certificates=self.tls_files.ca_cert if self.tls_files else None,
-            auth_private_key=key.private_key if key else None, env=self.env,
-            cwd=self.workdir, wait=None)
+            auth_private_key=key.private_key if key else None, isolation=self.isolation,
+            num_workers=self.num_workers, env=self.env, cwd=self.workdir, wait=None)
         self.nodes[client_id] = proc
         return proc
+
+    def worker_pids(self, client_id: int) -> list[int]:
+        """PIDs of the ClientApp workers of the SuperNode of ``client_id`` (``"process"``)."""
+        return worker_pids(self.nodes[client_id].pid)
 
     def kill_node(self, client_id: int) -> None:
         """SIGKILL the SuperNode of ``client_id`` and its ClientApp processes (a crash)."""
@@ -223,7 +247,7 @@ class LocalFederation:
         self.close()
 
     # -- runs -----------------------------------------------------------------------------
-    def run(self, cfg: RunConfig, **kwargs: Any) -> dict[str, Any]:
+    def run(self, cfg: RunConfig | Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Run ``cfg`` on this federation (see :func:`~fedkit.deploy.runner.run_on_superlink`)."""
         return run_on_superlink(cfg, self.connection, env=self.env, **kwargs)
 

@@ -11,7 +11,18 @@ its heartbeat expires (30 s interval x patience 2 in Flower 1.42).
 
 Readiness: a SuperLink is ready when ``GET /health`` on its port answers 200 (HTTPS with the
 CA when TLS is on); a SuperNode is ready when it has activated at the SuperLink, i.e. its log
-shows its node id.
+shows its node id, and (process isolation) its ClientApp workers have logged that they are
+ready.
+
+ClientApp isolation of a SuperNode (``isolation``):
+
+* ``"subprocess"``: Flower's default. The SuperNode starts a ``flower-superexec``, which
+  starts a new ``flwr-clientapp`` process per message (Python, Flower, torch and fedkit are
+  imported again for every message).
+* ``"process"``: ``flower-supernode --isolation process`` under
+  :mod:`fedkit.deploy.supervisor`, with long-lived ClientApp workers
+  (:mod:`fedkit.deploy.worker`) that import torch and fedkit once and run the tasks in
+  process; a worker that dies is restarted. The recorded PID is the supervisor's.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from typing import Any
 from fedkit.flower.runtime.flwr_cli import flower_env
 
 __all__ = [
+    "ISOLATION_MODES",
     "FlowerProcess",
     "ProcessError",
     "free_port",
@@ -43,11 +55,15 @@ __all__ = [
     "start_superlink",
     "start_supernode",
     "wait_connected",
+    "wait_workers_ready",
+    "worker_pids",
 ]
 
 logger = logging.getLogger(__name__)
 
 _NODE_READY = "SuperNode ID:"
+ISOLATION_MODES = ("subprocess", "process")
+"""How a SuperNode runs its ClientApp: a new process per message, or long-lived workers."""
 _handed_out: set[int] = set()
 
 
@@ -102,6 +118,19 @@ def _descendants(pid: int) -> list[int]:
             out.append(child)
             todo.append(child)
     return out
+
+
+def worker_pids(pid: int) -> list[int]:
+    """PIDs of the ClientApp workers (:mod:`fedkit.deploy.worker`) below ``pid``."""
+    found = []
+    for child in _descendants(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"fedkit.deploy.worker" in argv:
+            found.append(child)
+    return found
 
 
 def _signal(pids: Sequence[int], sig: int) -> None:
@@ -317,6 +346,7 @@ def start_supernode(*, superlink: str, port: int, node_config: Mapping[str, Any]
                     log_file: str | Path, host: str = "127.0.0.1",
                     root_certificates: str | Path | None = None,
                     auth_private_key: str | Path | None = None,
+                    isolation: str = "subprocess", num_workers: int = 1,
                     extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                     cwd: str | Path | None = None, name: str | None = None,
                     wait: float | None = 120.0) -> FlowerProcess:
@@ -325,12 +355,17 @@ def start_supernode(*, superlink: str, port: int, node_config: Mapping[str, Any]
     ``node_config`` is what the ClientApp reads from ``context.node_config`` (fedkit reads
     ``client-id``, ``data-dir`` and ``availability``). ``port`` is the SuperNode's own
     ClientAppIo/Runtime API port and must differ between SuperNodes of one host. Without
-    ``root_certificates`` the connection is ``--insecure``.
+    ``root_certificates`` the connection is ``--insecure``. ``isolation`` is one of
+    :data:`ISOLATION_MODES` (see the module docstring); under ``"process"``,
+    ``num_workers`` long-lived ClientApp workers run the tasks and waiting includes them.
 
     Raises:
+        ValueError: If ``isolation`` is not one of :data:`ISOLATION_MODES`.
         ProcessError: If it exits (e.g. its key is not registered: exit code 305) or is not
             connected within ``wait`` seconds.
     """
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(f"isolation = {isolation!r}, expected one of {ISOLATION_MODES}")
     cmd = ["flower-supernode", "--superlink", superlink, "--host", host, "--port", str(port)]
     cmd += (["--root-certificates", str(root_certificates)] if root_certificates
             else ["--insecure"])
@@ -339,12 +374,26 @@ def start_supernode(*, superlink: str, port: int, node_config: Mapping[str, Any]
     if node_config:
         cmd += ["--node-config", node_config_arg(node_config)]
     cmd += list(extra_args)
+    if isolation == "process":
+        from fedkit.deploy.supervisor import supervisor_command
+
+        cmd = supervisor_command([*cmd, "--isolation", "process"],
+                                 runtime_api_address=f"{_dial_host(host)}:{port}",
+                                 num_workers=num_workers)
     label = name or f"supernode-{node_config.get('client-id', port)}"
     proc = _launch(label, cmd, Path(log_file), f"{host}:{port}", env,
                    Path(cwd) if cwd else None)
     if wait:
         wait_connected(proc, wait)
+        if isolation == "process":
+            wait_workers_ready(proc, num_workers, wait)
     return proc
+
+
+def _dial_host(host: str) -> str:
+    """The address a local client dials for a server listening on ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(
+        host, f"[{host}]" if ":" in host else host)
 
 
 def wait_connected(proc: FlowerProcess, timeout: float = 120.0) -> None:
@@ -356,6 +405,25 @@ def wait_connected(proc: FlowerProcess, timeout: float = 120.0) -> None:
     try:
         _wait(proc, lambda: _NODE_READY in proc.log_text(), "connected to the SuperLink",
               timeout)
+    except ProcessError:
+        proc.stop()
+        raise
+
+
+def wait_workers_ready(proc: FlowerProcess, num_workers: int = 1, timeout: float = 120.0,
+                       *, already: int = 0) -> None:
+    """Wait until ``num_workers`` more ClientApp workers of ``proc`` than ``already`` have
+    logged that they are ready (process isolation; a worker imports torch first).
+
+    Raises:
+        ProcessError: If ``proc`` exits or the workers are not ready in time (it is then
+            stopped).
+    """
+    from fedkit.deploy.supervisor import READY_LINE
+
+    try:
+        _wait(proc, lambda: proc.log_text().count(READY_LINE) >= already + num_workers,
+              f"running {num_workers} ready ClientApp worker(s)", timeout)
     except ProcessError:
         proc.stop()
         raise

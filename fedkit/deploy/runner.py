@@ -158,7 +158,7 @@ def register_supernodes(public_keys: Sequence[str | Path], connection: Connectio
     return node_ids
 
 
-def run_on_superlink(cfg: RunConfig, connection: Connection | str, *,
+def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection | str, *,
                      project_root: str | Path | None = None, stream_to: Any = None,
                      timeout: float | None = None, env: Mapping[str, str] | None = None,
                      settle: float = 60.0) -> dict[str, Any]:
@@ -169,7 +169,8 @@ def run_on_superlink(cfg: RunConfig, connection: Connection | str, *,
     ``data-dir`` in its node config.
 
     Args:
-        cfg: The run config (every key is sent).
+        cfg: The run config (every key is sent); for another Flower app (``project_root``),
+            a mapping of that app's run-config keys.
         connection: A :class:`Connection` or the name of one in ``config.toml``.
         project_root: The Flower app to build (default: this fedkit checkout).
         stream_to: A text stream that receives the run's log as it arrives.

@@ -116,8 +116,12 @@ def test_killed_supernode_keeps_its_update_and_rejoins_without_double_counting(
     # It is restarted with the same client id (and key: SuperNode auth gives it back its
     # node id) and has lost its context state: it first answers `state-lost`, then
     # recomputes its G_i from the recovery model the server sends.
+    # Rounds 2 and 3 wait for the dead node (until round_timeout, then until the SuperLink
+    # expires its session, <= 60 s after the kill); the restarted node can only join after
+    # that. With long-lived ClientApp workers a later round takes a few seconds, so the run
+    # needs enough of them to still be going when the node is back.
     out = run_dir / "deploy"
-    cfg = RunConfig(name="deploy-kill", output_dir=str(out), **{**BASE, "rounds": 6},
+    cfg = RunConfig(name="deploy-kill", output_dir=str(out), **{**BASE, "rounds": 12},
                     round_timeout=40.0)
     run = Background(federation.run, cfg, timeout=RUN_TIMEOUT)
     wait_until(lambda: checkpoint_round(out) >= 1, "round 1", run=run)

@@ -25,6 +25,10 @@ Handlers:
   :func:`~fedkit.flower.mods.client_id_mod` (see ``fedkit.algorithms.directory``).
 * ``train.submodel`` / ``evaluate.submodel``: the submodel task
   (:mod:`fedkit.flower.submodel.client`).
+
+Importing this module is light: the handlers import torch, the data and the training code when
+first called, so a process that answers only a client-id query never imports torch.
+:func:`warm_up` imports them ahead, for a long-lived process (:mod:`fedkit.deploy.worker`).
 """
 
 from __future__ import annotations
@@ -34,41 +38,44 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedkit.algorithms.replies import ARRAYS_KEY, METRICS_KEY
-from fedkit.flower.apps.batched_train import train_batch_handler
-from fedkit.flower.apps.client_train import (
-    ClientOffline,
-    finish_train,
-    offline_reply,
-    prepare_train,
-    train_task,
-)
-from fedkit.flower.apps.task import (
-    availability_model,
-    client_id_of,
-    load_data,
-    model_with_arrays,
-    node_run_config,
-)
 from fedkit.flower.mods import fedlaavg_mod, register_client_id_query, secagg_mod
-from fedkit.flower.runtime.batching import batchable
-from fedkit.flower.submodel.client import submodel_evaluate, submodel_train
-from fedkit.training import evaluate as evaluate_model
+from fedkit.flower.runtime.batching import BatchHandler, BatchItem, batchable
 
-__all__ = ["TRAIN_MODS", "app"]
+__all__ = ["TRAIN_MODS", "app", "warm_up"]
 
 TRAIN_MODS = [secagg_mod, fedlaavg_mod]
 """The mods around the ``train`` handler, in Flower and in its batch handler alike (client
 clip -> mask: ``secagg_mod`` outermost)."""
 
 app = ClientApp()
-app.train("submodel")(submodel_train)
-app.evaluate("submodel")(submodel_evaluate)
 register_client_id_query(app)
+
+
+@app.train("submodel")
+def _submodel_train(msg: Message, context: Context) -> Message:
+    from fedkit.flower.submodel.client import submodel_train
+
+    return submodel_train(msg, context)
+
+
+@app.evaluate("submodel")
+def _submodel_evaluate(msg: Message, context: Context) -> Message:
+    from fedkit.flower.submodel.client import submodel_evaluate
+
+    return submodel_evaluate(msg, context)
 
 
 @app.train(mods=TRAIN_MODS)
 def train(msg: Message, context: Context) -> Message:
     """Run local SGD from the received model; reply with the local model (or decline it)."""
+    from fedkit.flower.apps.client_train import (
+        ClientOffline,
+        finish_train,
+        offline_reply,
+        prepare_train,
+        train_task,
+    )
+
     try:
         task = prepare_train(msg, context)
     except ClientOffline as exc:
@@ -77,7 +84,20 @@ def train(msg: Message, context: Context) -> Message:
     return Message(finish_train(task, local, result), reply_to=msg)
 
 
-batchable(app, "train", train_batch_handler, mods=TRAIN_MODS)
+def _batch_accepts(msg: Message, context: Context) -> bool:
+    from fedkit.flower.apps.batched_train import train_batch_handler
+
+    return train_batch_handler.accepts(msg, context)
+
+
+def _batch_run(items: list[BatchItem], device: str) -> list[Message]:
+    from fedkit.flower.apps.batched_train import train_batch_handler
+
+    return train_batch_handler.run(items, device)
+
+
+# fedkit.flower.apps.batched_train's handler, imported when first used.
+batchable(app, "train", BatchHandler(accepts=_batch_accepts, run=_batch_run), mods=TRAIN_MODS)
 
 
 @app.evaluate()
@@ -87,6 +107,16 @@ def evaluate(msg: Message, context: Context) -> Message:
     A client that client-side availability enforcement marks offline declines
     (:func:`~fedkit.flower.apps.client_train.offline_reply`).
     """
+    from fedkit.flower.apps.client_train import ClientOffline, offline_reply
+    from fedkit.flower.apps.task import (
+        availability_model,
+        client_id_of,
+        load_data,
+        model_with_arrays,
+        node_run_config,
+    )
+    from fedkit.training import evaluate as evaluate_model
+
     cfg = node_run_config(context)
     client_id = client_id_of(context, cfg.num_clients)
     data = load_data(cfg)
@@ -102,3 +132,29 @@ def evaluate(msg: Message, context: Context) -> Message:
     metrics = MetricRecord({"eval_loss": result.loss, "eval_acc": result.accuracy,
                             "num-examples": result.num_examples})
     return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
+
+
+def warm_up() -> None:
+    """Import everything the handlers use and pay torch's one-time costs, in this process.
+
+    The handlers import torch, the data and the training code when first called, so that
+    ``import fedkit.flower.apps.client_app`` stays light (a message that needs no torch,
+    e.g. the client-id query, does not pay for it). A long-lived process that will run
+    many messages (:mod:`fedkit.deploy.worker`) calls this once before it takes work: it
+    also builds and steps a ``torch.optim.SGD``, whose first use imports ``torch._dynamo``
+    (a second or more), and runs one forward/backward pass.
+    """
+    import torch
+
+    import fedkit.flower.apps.batched_train  # noqa: F401 - imported for its side: loaded
+    import fedkit.flower.apps.client_train  # noqa: F401
+    import fedkit.flower.submodel.client  # noqa: F401
+    import fedkit.training  # noqa: F401
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(torch.zeros(3, 4)),
+                                             torch.zeros(3, dtype=torch.long))
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

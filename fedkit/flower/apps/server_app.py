@@ -2,10 +2,12 @@
 
 ``main(grid, context)`` validates the run config, builds the initial model (seeded) and the
 strategy, wraps the grid with the availability scenario (simulation: only online clients are
-visible), runs the round loop (:mod:`fedkit.flower.apps.loop`), checkpoints every
-``checkpoint_every`` rounds, and writes ``results.json`` (with the scenario card),
-``accuracy.png`` and ``scenario.png`` into the run's results folder. With ``task =
-"submodel"`` it runs :func:`fedkit.flower.submodel.server.run_submodel_server` instead.
+visible) and, on the Deployment Engine, with reply polling every 0.2 s
+(:mod:`fedkit.flower.runtime.polling`; Flower's grid polls every 3 s), runs the round loop
+(:mod:`fedkit.flower.apps.loop`), checkpoints every ``checkpoint_every`` rounds, and writes
+``results.json`` (with the scenario card), ``accuracy.png`` and ``scenario.png`` into the
+run's results folder. With ``task = "submodel"`` it runs
+:func:`fedkit.flower.submodel.server.run_submodel_server` instead.
 The same object runs under Flower's Simulation Engine, Flower's Deployment Engine and
 fedkit's in-process grid.
 """
@@ -18,6 +20,7 @@ import time
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
+from flwr.superlink.grid import HttpGrid
 
 from fedkit.algorithms import FedAU, FedAvg, FedkitStrategy, FedLaAvg, FedVARP, Mifa
 from fedkit.algorithms.directory import ClientDirectory
@@ -36,6 +39,7 @@ from fedkit.flower.apps.task import (
     new_model,
 )
 from fedkit.flower.runtime.availability import AvailabilityGrid
+from fedkit.flower.runtime.polling import ReplyPollingGrid
 from fedkit.flower.secagg.grid import SecureAggregationGrid
 from fedkit.flower.secagg.workflow import SecureAggregationSettings
 from fedkit.training import evaluate
@@ -187,6 +191,8 @@ def run_server(grid: Grid, cfg: RunConfig, *, runtime: str = "flower") -> RunLog
 def main(grid: Grid, context: Context) -> None:
     """Flower entry point: the run config comes from ``context.run_config``."""
     runtime = getattr(grid, "runtime_name", "flower")
+    if isinstance(grid, HttpGrid):  # Deployment Engine: replies every 0.2 s, not every 3 s
+        grid = ReplyPollingGrid(grid)
     cfg = RunConfig.from_mapping(context.run_config)
     if cfg.task == "submodel":
         from fedkit.flower.submodel.server import run_submodel_server

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,11 @@ def run_status(run_id: int, env: dict[str, str], connection: str = "local") -> d
     raise FlowerRunError(f"run {run_id} is not listed by `flwr ls {connection}`: {listing}")
 
 
-def write_run_config(cfg: RunConfig, path: Path) -> Path:
-    """Write every key of ``cfg`` into a TOML file for ``flwr run --run-config``."""
-    path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.to_dict().items()))
+def write_run_config(cfg: RunConfig | Mapping[str, Any], path: Path) -> Path:
+    """Write every key of ``cfg`` (a fedkit config, or another app's mapping) into a TOML
+    file for ``flwr run --run-config``."""
+    values = cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg)
+    path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items()))
     return path
 
 

@@ -1,0 +1,242 @@
+"""One SuperNode in process isolation and its long-lived ClientApp workers, supervised.
+
+``python -m fedkit.deploy.supervisor --workers 1 --runtime-api-address HOST:PORT --
+flower-supernode ... --isolation process`` is what ``fedkit deploy supernode --isolation
+process`` (and :class:`~fedkit.deploy.LocalFederation`) start instead of a bare
+``flower-supernode``. The process tree, all of it below the PID that ``fedkit deploy``
+records, so that :meth:`~fedkit.deploy.processes.FlowerProcess.stop` (SIGTERM, then SIGKILL
+of whatever is left) and ``kill`` (a crash) reach every process::
+
+    python -m fedkit.deploy.supervisor         (this process)
+    ├── flower-supernode --isolation process   (in a process group of its own)
+    └── python -m fedkit.deploy.worker  x N    (restarted when one exits)
+
+Rules:
+
+* The supervisor exits when the SuperNode exits, with the SuperNode's exit status (e.g. 305
+  when the SuperLink refuses to activate it), after stopping the workers.
+* SIGTERM, SIGINT or SIGHUP: the supervisor sends SIGTERM to the SuperNode once (Flower's
+  SuperNode deactivates cleanly on its first signal and dies at once on a second, which is
+  why it has a process group of its own: a signal to the supervisor's group does not reach
+  it), stops the workers, waits for the SuperNode and exits 0.
+* A worker that exits is restarted at once; one that keeps dying within
+  ``QUICK_DEATH_SECONDS`` of its start (e.g. it cannot import its preloads) is restarted
+  after a delay that doubles up to ``MAX_RESTART_DELAY`` seconds.
+* On Linux the children get a parent-death signal: if the supervisor itself is killed the
+  SuperNode gets SIGTERM and the workers SIGKILL (a worker also exits when its parent
+  changes).
+
+The SuperNode handles one message at a time, so one worker is enough; a second one only
+stands by while the first restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = [
+    "DEFAULT_PRELOAD",
+    "MAX_RESTART_DELAY",
+    "QUICK_DEATH_SECONDS",
+    "READY_LINE",
+    "main",
+    "WORKER_MODULE",
+    "supervisor_command",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PRELOAD = ("fedkit.flower.apps.client_app:warm_up",)
+"""What a fedkit worker imports (and runs) before it takes tasks: fedkit's ClientApp, torch,
+and torch's one-time lazy imports (see :func:`fedkit.flower.apps.client_app.warm_up`)."""
+
+READY_LINE = "fedkit ClientApp worker ready"
+"""What a worker logs once its preloads are done (followed by its PID)."""
+
+QUICK_DEATH_SECONDS = 30.0
+MAX_RESTART_DELAY = 60.0
+WORKER_MODULE = "fedkit.deploy.worker"
+_PR_SET_PDEATHSIG = 1
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def supervisor_command(supernode_command: Sequence[str], *, runtime_api_address: str,
+                       num_workers: int = 1, preload: Sequence[str] = DEFAULT_PRELOAD,
+                       poll_interval: float | None = None) -> list[str]:
+    """The command line that runs ``supernode_command`` under this supervisor.
+
+    Raises:
+        ValueError: If ``num_workers < 1`` or ``supernode_command`` does not ask for
+            ``--isolation process`` (in subprocess isolation the SuperNode starts its own
+            executor, and the workers would race it for the tasks).
+    """
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers = {num_workers!r}, expected an integer >= 1")
+    command = list(supernode_command)
+    if "--isolation" not in command or \
+            command[command.index("--isolation") + 1:][:1] != ["process"]:
+        raise ValueError("the supervised SuperNode must run with --isolation process, got "
+                         f"{' '.join(command)!r}")
+    cmd = [sys.executable, "-m", __name__, "--workers", str(num_workers),
+           "--runtime-api-address", runtime_api_address]
+    for spec in preload:
+        cmd += ["--preload", spec]
+    if poll_interval is not None:
+        cmd += ["--poll-interval", repr(float(poll_interval))]
+    return cmd + ["--", *command]
+
+
+def _parent_death_signal(sig: signal.Signals):
+    """A ``preexec_fn`` that asks Linux to send ``sig`` to the child when we die."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+    return preexec
+
+
+class _Slot:
+    """One worker place: its process (None while waiting to restart) and its history."""
+
+    def __init__(self) -> None:
+        self.popen: subprocess.Popen | None = None
+        self.started = 0.0
+        self.quick_deaths = 0
+        self.restart_at = 0.0
+
+
+class Supervisor:
+    """Runs the SuperNode and the workers (see the module docstring)."""
+
+    def __init__(self, supernode_command: Sequence[str], worker_command: Sequence[str],
+                 num_workers: int) -> None:
+        self.supernode_command = list(supernode_command)
+        self.worker_command = list(worker_command)
+        self.slots = [_Slot() for _ in range(num_workers)]
+        self.supernode: subprocess.Popen | None = None
+        self.stop_signal: str | None = None
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum).name
+
+    def _start_worker(self, slot: _Slot) -> None:
+        slot.popen = subprocess.Popen(self.worker_command, stdin=subprocess.DEVNULL,
+                                      preexec_fn=_parent_death_signal(signal.SIGKILL))
+        slot.started = time.monotonic()
+        logger.info("started ClientApp worker (pid %s)", slot.popen.pid)
+
+    def _check_worker(self, slot: _Slot, now: float) -> None:
+        if slot.popen is None:
+            if now >= slot.restart_at:
+                self._start_worker(slot)
+            return
+        code = slot.popen.poll()
+        if code is None:
+            return
+        lived = now - slot.started
+        slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+        delay = 0.0 if slot.quick_deaths <= 1 else min(MAX_RESTART_DELAY,
+                                                       2.0 ** (slot.quick_deaths - 1))
+        logger.warning("ClientApp worker (pid %s) exited with status %s after %.1f s; "
+                       "restarting it%s", slot.popen.pid, code, lived,
+                       f" in {delay:.0f} s" if delay else "")
+        slot.popen, slot.restart_at = None, now + delay
+
+    def run(self) -> int:
+        """Supervise until the SuperNode exits or a stop signal arrives; return the status."""
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+        self.supernode = subprocess.Popen(self.supernode_command, stdin=subprocess.DEVNULL,
+                                          process_group=0,
+                                          preexec_fn=_parent_death_signal(signal.SIGTERM))
+        logger.info("started %s (pid %s)", self.supernode_command[0], self.supernode.pid)
+        code = None
+        while self.stop_signal is None:
+            code = self.supernode.poll()
+            if code is not None:
+                logger.info("%s exited with status %s", self.supernode_command[0], code)
+                break
+            now = time.monotonic()
+            for slot in self.slots:
+                self._check_worker(slot, now)
+            time.sleep(0.2)
+        self._shutdown()
+        if self.stop_signal is not None:
+            logger.info("stopped on %s", self.stop_signal)
+            return 0
+        return code if code is not None else 1
+
+    def _shutdown(self, grace: float = 20.0) -> None:
+        workers = [s.popen for s in self.slots if s.popen is not None]
+        for popen in workers:
+            if popen.poll() is None:
+                popen.terminate()
+        if self.supernode is not None and self.supernode.poll() is None:
+            self.supernode.terminate()
+            try:
+                self.supernode.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                logger.warning("the SuperNode (pid %s) did not stop within %.0f s; killing it",
+                               self.supernode.pid, grace)
+                self.supernode.kill()
+                self.supernode.wait()
+        deadline = time.monotonic() + 5.0
+        for popen in workers:
+            try:
+                popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1, help="ClientApp workers to keep")
+    parser.add_argument("--runtime-api-address", required=True,
+                        help="HOST:PORT of the SuperNode's Runtime API, as the workers dial it")
+    parser.add_argument("--preload", action="append", default=None, metavar="MODULE[:FN]",
+                        help=f"passed to each worker (default: {', '.join(DEFAULT_PRELOAD)})")
+    parser.add_argument("--poll-interval", type=float, default=None,
+                        help="each worker's AcquireTask interval while idle")
+    parser.add_argument("supernode", nargs=argparse.REMAINDER,
+                        help="-- flower-supernode ... --isolation process")
+    args = parser.parse_args(argv)
+    if args.supernode[:1] == ["--"]:
+        args.supernode = args.supernode[1:]
+    if not args.supernode:
+        parser.error("give the SuperNode's command after --")
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}: expected at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the supervisor (see the module docstring); return its exit status."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s fedkit-supervisor[%(process)d] %(levelname)s: "
+                               "%(message)s")
+    worker = [sys.executable, "-m", WORKER_MODULE, "--runtime-api-address",
+              args.runtime_api_address, "--parent-pid", str(os.getpid())]
+    for spec in DEFAULT_PRELOAD if args.preload is None else args.preload:
+        worker += ["--preload", spec]
+    if args.poll_interval is not None:
+        worker += ["--poll-interval", repr(args.poll_interval)]
+    return Supervisor(args.supernode, worker, args.workers).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
