@@ -11,7 +11,13 @@ Flower Message-API round loop of ``fedkit.flower.submodel.server``):
                        in clear and downloads only those rows (no privacy);
 (c) ``secure-eps*`` -- the secure protocol (PSU + double randomized response + submodel-aware
                        SecAgg) at the presets ``eps1``, ``eps2``, ``eps2.7`` (per-round
-                       epsilon 1.0, 2.02, 2.7; ``fedkit.submodel.ledger``).
+                       epsilon 1.0, 2.02, 2.7; ``fedkit.submodel.ledger``), with the default
+                       row floor (``submodel_min_row_holders = 2``: a row leaves the protocol
+                       only from a crowd of 2 surviving holders);
+(d) ``secure-eps2-floor*`` -- eps2 with another row floor, in the same run: ``floor1`` turns it
+                       off (server and nodes: ``secagg-min-row-holders = 1``), ``floor3`` and
+                       ``floor8`` (= the SecAgg threshold t of a 15-client neighbourhood at
+                       k = 14) raise it; docs/submodel.md, "Rows released only in crowds".
 
 Evaluation every ``--eval-every`` rounds and after the last: every one of the 943 clients
 scores the global model with its own user vector on its held-out latest items (test AUC,
@@ -34,6 +40,12 @@ Usage:
 
 Writes benchmarks/results/submodel.json, docs/results/submodel/{auc.png,README.md} and the
 README section between ``<!-- submodel-table -->`` markers.
+
+    python benchmarks/submodel.py --floor-only --rounds R [--eval-every E]
+
+runs only full FedAvg and the four row floors of (d) (off, 2, 3, t) and writes
+benchmarks/results/submodel_floor.json and docs/results/submodel/floor.md (``--table-only``
+with ``--floor-only`` rewrites that page from the file).
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "submodel.json"
+FLOOR_RESULT = ROOT / "benchmarks" / "results" / "submodel_floor.json"
 DOCS = ROOT / "docs" / "results" / "submodel"
 README = ROOT / "README.md"
 DATA = ROOT.parent / "shared" / "data" / "movielens-100k"
@@ -63,11 +76,24 @@ MODES = {
     "secure-eps1": {"submodel_mode": "secure", "submodel_preset": "eps1"},
     "secure-eps2": {"submodel_mode": "secure", "submodel_preset": "eps2"},
     "secure-eps2.7": {"submodel_mode": "secure", "submodel_preset": "eps2.7"},
+    # the row floor (issue 18, attack 4): off, the default 2 (secure-eps2 above), 3, t = 8
+    "secure-eps2-floor1": {"submodel_mode": "secure", "submodel_preset": "eps2",
+                           "submodel_min_row_holders": 1},
+    "secure-eps2-floor3": {"submodel_mode": "secure", "submodel_preset": "eps2",
+                           "submodel_min_row_holders": 3},
+    "secure-eps2-floor8": {"submodel_mode": "secure", "submodel_preset": "eps2",
+                           "submodel_min_row_holders": 8},
 }
+# a node holds the upload to its own row floor (default 2): turning it off needs the nodes too
+NODE_CONFIG = {"secure-eps2-floor1": {"secagg-min-row-holders": 1}}
+FLOOR_MODES = ("secure-eps2-floor1", "secure-eps2", "secure-eps2-floor3", "secure-eps2-floor8")
 LABELS = {"full": "(a) full-model FedAvg", "full-fixed": "(a) full-model FedAvg, fixed negatives",
           "plain": "(b) plaintext submodel averaging",
           "secure-eps1": "(c) secure, eps1", "secure-eps2": "(c) secure, eps2",
-          "secure-eps2.7": "(c) secure, eps2.7"}
+          "secure-eps2.7": "(c) secure, eps2.7",
+          "secure-eps2-floor1": "(d) secure, eps2, row floor off",
+          "secure-eps2-floor3": "(d) secure, eps2, row floor 3",
+          "secure-eps2-floor8": "(d) secure, eps2, row floor 8 (= t)"}
 
 
 def base_config(args: argparse.Namespace) -> dict:
@@ -91,7 +117,12 @@ def run_mode(name: str, values: dict, output: Path) -> dict:
 
     cfg = RunConfig.from_mapping({**values, **MODES[name], "name": f"submodel-{name}",
                                   "output_dir": str(output / name)})
-    grid = InProcessGrid(app, num_nodes=cfg.num_clients, run_config=cfg.to_dict(),
+    client_app = app
+    if name in NODE_CONFIG:
+        def client_app(msg, context, extra=NODE_CONFIG[name]):
+            context.node_config.update(extra)
+            return app(msg, context)
+    grid = InProcessGrid(client_app, num_nodes=cfg.num_clients, run_config=cfg.to_dict(),
                          seed=cfg.seed)
     start = time.perf_counter()
     log, _ = run_submodel_server(grid, cfg, runtime="inprocess")
@@ -132,6 +163,9 @@ def summarize_mode(doc: dict) -> dict:
         "union_size": _mean([r.get("union_size") for r in rounds]),
         "perturbed_size_mean": _mean([r.get("perturbed_size_mean") for r in rounds]),
         "rows_updated": _mean([r.get("rows_updated") for r in rounds]),
+        "rows_withheld": _mean([r.get("rows_withheld") for r in rounds]),
+        "row_slots_withheld": _mean([r.get("row_slots_withheld") for r in rounds]),
+        "min_row_holders": _mean([r.get("min_row_holders") for r in rounds]),
         "clients_per_round": _mean([len(r["clients"]) for r in rounds]),
         "aborted_rounds": [r["round"] for r in doc["rounds"] if r.get("aborted")],
         "eval_download_bytes": _mean([r.get("eval_download_bytes") for r in evaluated]),
@@ -217,7 +251,8 @@ def _negatives_note(settings: dict) -> str:
             "plain uses fixed ones")
 
 
-def settings_note(report: dict) -> str:
+def settings_note(report: dict, source: str = "`benchmarks/results/submodel.json` "
+                  "(`python benchmarks/submodel.py`)") -> str:
     s, m = report["settings"], report["machine"]
     return (f"MovieLens-100k, {s['num_clients']} clients, {s['clients_per_round']} per round, "
             f"{report['rounds']} rounds, evaluation every {s['eval_every']} rounds (AUC and "
@@ -233,8 +268,32 @@ def settings_note(report: dict) -> str:
             f"{report['load_average_at_start'][0]:.1f} at start, "
             f"{report['load_average_at_end'][0]:.1f} at end), "
             f"Python {m['python']}, flwr {m['packages'].get('flwr')}, torch "
-            f"{m['packages'].get('torch')}; `benchmarks/results/submodel.json` "
-            "(`python benchmarks/submodel.py`).")
+            f"{m['packages'].get('torch')}; {source}.")
+
+
+def floor_table(report: dict) -> str:
+    """The row floor's cost: eps2 with the floor off, 2 (default), 3 and t, same run."""
+    modes = report["modes"]
+    if not all(m in modes for m in FLOOR_MODES):
+        return ""
+    off = modes[FLOOR_MODES[0]]
+    lines = ["| row floor F | final AUC | vs floor off | best AUC | final HR@10 "
+             "| download / client / round | upload / client / round | of which unmask "
+             "| rows updated / round | rows withheld / round | blocks withheld / round "
+             "| seconds / round |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in FLOOR_MODES:
+        m = modes[name]
+        floor = m.get("min_row_holders") or 0
+        label = "1 (off)" if floor == 1 else f"{floor:.0f}" + (" (default)" if floor == 2
+                                                               else "")
+        lines.append(
+            f"| {label} | {_fmt(m['final_auc'])} | {m['final_auc'] - off['final_auc']:+.4f} "
+            f"| {_fmt(m['best_auc'])} | {_fmt(m['final_hr10'])} "
+            f"| {_fmt_bytes(m['download_bytes'])} | {_fmt_bytes(m['upload_bytes'])} "
+            f"| {_fmt_bytes(m['upload_bytes_by_phase'].get('unmask'))} "
+            f"| {_fmt(m['rows_updated'], '.0f')} | {_fmt(m['rows_withheld'], '.1f')} "
+            f"| {_fmt(m['row_slots_withheld'], '.0f')} | {_fmt(m['round_seconds'], '.1f')} |")
+    return "\n".join(lines)
 
 
 def phase_table(report: dict) -> str:
@@ -295,6 +354,15 @@ def write_docs(report: dict) -> None:
         "",
         results_table(report),
         "",
+        *(["## Rows released only in crowds: the cost of the row floor (eps2, same run)",
+           "",
+           floor_table(report),
+           "",
+           "A row's sum and count leave the protocol only from a crowd of at least F surviving "
+           "holders that are graph neighbours (docs/submodel.md, \"Rows released only in "
+           "crowds\"). Withheld rows keep their value that round. Blocks: one client's update "
+           "of one row. Download is the same whatever F (the floor adds only the row seeds "
+           "to the unmask reply).", ""] if floor_table(report) else []),
         "## Bytes and seconds per phase (means per selected client and round)",
         "",
         phase_table(report),
@@ -312,7 +380,9 @@ def write_docs(report: dict) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "README.md").write_text(text)
     replace_section(README, "submodel-table", results_table(report)
-                    + "\n\nCurves, per-phase bytes and seconds: `docs/results/submodel/`.")
+                    + "\n\nCurves, per-phase bytes and seconds: `docs/results/submodel/`; the "
+                    "cost of the row floor (issue 18, attack 4): "
+                    "`docs/results/submodel/floor.md`.")
 
 
 def main() -> None:
@@ -336,9 +406,17 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--choice-note", default="",
                         help="why this many rounds (written into the result file)")
+    parser.add_argument("--floor-only", action="store_true",
+                        help="run full FedAvg and the row floors off/2/3/t only; write "
+                             "submodel_floor.json and docs/results/submodel/floor.md")
     args = parser.parse_args()
+    if args.floor_only:
+        args.modes = ",".join(("full",) + FLOOR_MODES)
+        if args.output == RESULT:
+            args.output = FLOOR_RESULT
     if args.table_only:
-        write_docs(json.loads(args.output.read_text()))
+        report = json.loads(args.output.read_text())
+        (write_floor_docs if args.floor_only else write_docs)(report)
         return
     from fedkit.bench import environment_info
 
@@ -358,8 +436,61 @@ def main() -> None:
         return
     partial = args.output.with_suffix(".partial.json")  # kept should post-processing fail
     partial.write_text(json.dumps({"machine": report["machine"], "modes": modes}) + "\n")
-    finish(report, modes, values, args)
+    (finish_floor if args.floor_only else finish)(report, modes, values, args)
     partial.unlink()
+
+
+_SETTINGS = ("num_clients", "clients_per_round", "embedding_dim", "negatives_per_positive",
+             "lr", "lr_decay", "batch_size", "local_epochs", "eval_every", "seed",
+             "secagg_neighbours", "secagg_threshold", "secagg_clip", "secagg_max_weight",
+             "submodel_psu", "submodel_negatives", "submodel_negative_weight_cap")
+
+
+def finish_floor(report: dict, modes: dict, values: dict, args: argparse.Namespace) -> None:
+    """The row-floor comparison: write its result file and docs page."""
+    report.update({"rounds": args.rounds, "modes": modes,
+                   "settings": {k: values[k] for k in _SETTINGS if k in values},
+                   "auc_full_fedavg": modes["full"]["final_auc"],
+                   "download_bytes_full": modes["full"]["download_bytes"],
+                   "load_average_at_end": os.getloadavg()})
+    report["settings"]["lr_decay"] = values.get("lr_decay", 1.0)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    write_floor_docs(report)
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+def write_floor_docs(report: dict) -> None:
+    """docs/results/submodel/floor.md from the row-floor result file."""
+    full, eps2 = report["modes"]["full"], report["modes"]["secure-eps2"]
+    text = "\n".join([
+        "# Rows released only in crowds: the cost of the row floor (measured)",
+        "",
+        "Generated by `benchmarks/submodel.py --floor-only` from "
+        "`benchmarks/results/submodel_floor.json`; issue 18, attack 4. The rule and why: "
+        "`docs/submodel.md`, \"Rows released only in crowds\".",
+        "",
+        floor_table(report),
+        "",
+        f"Full-model FedAvg in the same run: final AUC {_fmt(full['final_auc'])}, download "
+        f"{_fmt_bytes(full['download_bytes'])} per client and round; secure eps2 with the "
+        f"default floor: {eps2['final_auc'] - full['final_auc']:+.4f} AUC, "
+        f"{full['download_bytes'] / eps2['download_bytes']:.2f}x less download (issue 6's "
+        "targets: at most 0.01 below, at least 5x less).",
+        "",
+        "F: a row's sum and count leave the protocol only from a crowd of at least F "
+        "surviving holders that are graph neighbours; 8 is the SecAgg threshold t of a "
+        "neighbourhood of 15 (k = 14). Rows withheld: rows some survivor held that got no "
+        "update that round; blocks withheld: one client's update of one row. The RR coins "
+        "come from OS entropy, so every mode draws its own S'' (a rerun of full and eps2 "
+        "moved their AUC gap by 0.0003, docs/submodel.md).",
+        "",
+        settings_note(report, "`benchmarks/results/submodel_floor.json` (`python "
+                      f"benchmarks/submodel.py --floor-only --rounds {report['rounds']}`)"),
+        "",
+    ])
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / "floor.md").write_text(text)
 
 
 def finish(report: dict, modes: dict, values: dict, args: argparse.Namespace) -> None:

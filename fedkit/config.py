@@ -96,7 +96,7 @@ _BOUNDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     **{key: ("> 0", _positive) for key in (
         "num_clients", "clients_per_round", "rounds", "batch_size", "lr", "lr_decay",
         "round_timeout", "dirichlet_alpha", "server_lr", "fedau_cutoff", "secagg_clip",
-        "secagg_max_weight", "embedding_dim", "num_items")},
+        "secagg_max_weight", "embedding_dim", "num_items", "submodel_min_row_holders")},
     **{key: (">= 0", _non_negative) for key in (
         "seed", "warmup_rounds", "checkpoint_every", "local_steps", "local_epochs",
         "eval_every", "momentum", "weight_decay", "secagg_neighbours",
@@ -206,6 +206,12 @@ class RunConfig:
             ``min(cap, mean(pi) / pi_j)`` with ``pi`` the server's union frequencies
             (:mod:`fedkit.submodel.negatives`), sent with the rows. 0 turns the correction
             off (every weight 1); otherwise in [1, 1000].
+        submodel_min_row_holders: ``secure`` only: the floor F of submodel-aware secure
+            aggregation (issue 18, attack 4): a row's sum and count leave the protocol only
+            from a crowd of at least F surviving holders that are graph neighbours; the
+            clients enforce it with per-row masks. Default 2; 1 turns it off, which a node
+            accepts only if its own ``secagg-min-row-holders`` is 1 too. Capped each round at
+            the neighbourhood size (``docs/submodel.md``, "Rows released only in crowds").
         embedding_dim: Dimension of the recommender's item and user embeddings.
         negatives_per_positive: Training negatives per training positive (at most; fewer
             when a ``downloaded`` client holds fewer candidate rows).
@@ -263,6 +269,7 @@ class RunConfig:
     submodel_bloom_fpr: float = 0.01
     submodel_negatives: str = "fixed"
     submodel_negative_weight_cap: float = 10.0
+    submodel_min_row_holders: int = 2
     embedding_dim: int = 16
     negatives_per_positive: int = 4
     num_items: int = 200

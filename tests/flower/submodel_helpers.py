@@ -32,6 +32,17 @@ def run(cfg: RunConfig, client_app=None):
     return grid, log, model
 
 
+def floor_off(app):
+    """``app`` on nodes whose own row floor is 1 (``secagg-min-row-holders``): with
+    ``submodel_min_row_holders = 1`` the rows of every survivor are summed, crowd or not."""
+
+    def client(msg: Message, context) -> Message:
+        context.node_config["secagg-min-row-holders"] = 1
+        return app(msg, context)
+
+    return client
+
+
 def phase_of(msg: Message) -> Phase | None:
     """The submodel phase of a train message, else None."""
     if msg.metadata.message_type != TRAIN_TYPE:

@@ -140,7 +140,8 @@ def test_a_client_with_an_empty_row_set_sends_only_the_dense_part():
     rows = {0: [], 1: [2, 3], 2: [2]}
     updates = {cid: _update(cid, r) for cid, r in rows.items()}
     result, report = run_submodel_secagg(updates, _config(), rng=np.random.default_rng(0))
-    assert result.row_counts.tolist() == [0, 0, 2, 1, 0]
+    # row 3 has one holder: below the default floor of 2 it is withheld
+    assert result.row_counts.tolist() == [0, 0, 2, 0, 0] and result.rows_withheld == 1
     assert np.allclose(result.row_sums[2], [1.0, 1.0], atol=1e-6)
     assert np.allclose(result.dense_sum, [3.0], atol=1e-6)
     header = 4 + 1 + 1 + 8 + 8 + 8 + 1 + 4  # header, client id, ring bits, count
@@ -158,7 +159,8 @@ def test_a_pre_encoded_layout_can_be_submitted_as_a_ring_vector():
     for client in clients.values():
         server.receive(client.unmask(request))
     result = server.aggregate()
-    assert result.ring_rows[:, 0].tolist() == [1, 3, 1 + 2 + 3, 2, 3]
+    # rows 0, 1, 3 and 4 have one holder each: withheld by the default floor of 2
+    assert result.ring_rows[:, 0].tolist() == [0, 0, 1 + 2 + 3, 0, 0]
     assert result.ring_dense.tolist() == [6, 6]
 
 
@@ -252,7 +254,7 @@ def test_client_refuses_a_keys_broadcast_with_altered_rows(change_fn, message):
     assert (stage, cid) == (Stage.SHARE_KEYS, 1)
     assert re.search(f"client 1: {message}", error)
     assert result.survivors == (0, 2, 3)
-    assert result.row_counts.tolist() == [2, 2, 2, 0, 1]
+    assert result.row_counts.tolist() == [2, 2, 2, 0, 0]  # row 4 (client 2 alone): withheld
 
 
 def test_client_refuses_a_plain_keys_broadcast():
@@ -341,8 +343,9 @@ def test_keys_broadcast_row_sets_grow_with_the_degree_not_the_cohort():
     def download(n, k, seed=0):
         rng = np.random.default_rng(seed)
         rows = {cid: np.sort(rng.choice(1000, 200, replace=False)) for cid in range(n)}
-        config = SubmodelSecAggConfig.secagg_plus(
-            num_clients=n, vector_length=1, num_rows=1000, row_width=1, num_neighbours=k
+        config = SubmodelSecAggConfig.secagg_plus(  # floor off: every block is summed
+            num_clients=n, vector_length=1, num_rows=1000, row_width=1, num_neighbours=k,
+            min_row_holders=1,
         )
         updates = {
             cid: SubmodelUpdate(r, np.zeros((200, 1)), np.ones(200), np.zeros(1))
@@ -384,7 +387,9 @@ def test_client_state_survives_between_stages():
     for client in restored.values():
         server.receive(SubmodelSecAggClient.from_state(config, client.to_state()).unmask(request))
     result = server.aggregate()
-    assert result.row_counts.tolist() == [1, 1, 3, 1, 1]
-    assert np.allclose(result.row_sums[:, 0], [1, 1, 3, 1, 1], atol=1e-6)
+    # the row key survives the state: row 2 (three holders) is exact; rows held by one client
+    # are withheld by the default floor of 2
+    assert result.row_counts.tolist() == [0, 0, 3, 0, 0]
+    assert np.allclose(result.row_sums[:, 0], [0, 0, 3, 0, 0], atol=1e-6)
     with pytest.raises(SecAggStateError, match="lacks 'rows'"):
         SubmodelSecAggClient.from_state(config, clients[0].to_state().replace(b'"rows"', b'"rowz"'))

@@ -24,7 +24,11 @@ MAX_WEIGHT = 64.0  # a power of two: integer weights then travel exactly
 
 
 def _config(**fields):
+    # the row floor off: these tests check the mask arithmetic over every survivor's block
+    # (the self mask then covers the blocks, as before the floor); the floor itself, its
+    # per-row masks and what it withholds are tested in tests/submodel/test_row_crowds.py
     base = {
+        "min_row_holders": 1,
         "num_clients": 4,
         "num_rows": 6,
         "row_width": 2,

@@ -9,6 +9,11 @@ response, keep the downloaded rows of S'', train on S ∩ S'' and mask, unmask),
 through :func:`~fedkit.flower.secagg.client_state.client_stage`.
 :func:`submodel_evaluate` replies this client's AUC and HR@10 on its held-out items.
 
+The node holds the upload to its own floor on a row's crowd, node-config key
+:data:`ROW_FLOOR_KEY` (``secagg-min-row-holders``, default 2): it refuses an upload whose
+``min_row_holders`` is lower, so the server cannot turn off the rule that rows leave the
+protocol only in crowds (``docs/submodel.md``, "Rows released only in crowds").
+
 What never leaves the node, kept in ``context.state``: the user vector, the permanent RR memo
 (across rounds), protocol keys between stages and the downloaded rows until training.
 Randomized response and the PSU's random values draw from OS entropy (``secrets``): the
@@ -38,8 +43,9 @@ from fedkit.flower.submodel.records import (
 )
 from fedkit.flower.submodel.task import load_rec_data, local_update, real_set
 from fedkit.models.recommender import init_user_vector
-from fedkit.privacy.secagg import SecAggProtocolError, Stage
+from fedkit.privacy.secagg import SecAggConfigError, SecAggProtocolError, Stage
 from fedkit.privacy.submodel import (
+    DEFAULT_MIN_ROW_HOLDERS,
     SubmodelSecAggClient,
     SubmodelSecAggConfig,
     decode_row_set,
@@ -49,14 +55,31 @@ from fedkit.submodel import PRESETS, PermanentMemo, index_vector, perturb, rando
 from fedkit.submodel import succinct_set as succinct
 from fedkit.training.recsys import auc_hr
 
-__all__ = ["MEMO_KEY", "SUBMODEL_KEY", "USER_KEY", "psu_vector", "submodel_evaluate",
-           "submodel_train"]
+__all__ = ["MEMO_KEY", "ROW_FLOOR_KEY", "SUBMODEL_KEY", "USER_KEY", "node_row_floor",
+           "psu_vector", "submodel_evaluate", "submodel_train"]
 
+ROW_FLOOR_KEY = "secagg-min-row-holders"
 USER_KEY = "fedkit.submodel.user"
 MEMO_KEY = "fedkit.submodel.memo"
 SUBMODEL_KEY = "fedkit.submodel.download"
 _STAGE_OF = {**{phase: stage for stage, phase in PSU_PHASES.items()},
              **{phase: stage for stage, phase in UPLOAD_PHASES.items()}}
+
+
+def node_row_floor(node_config) -> int:
+    """This node's own floor on a row's crowd: ``secagg-min-row-holders``, default 2.
+
+    Raises:
+        SecAggConfigError: A value that is not an integer >= 1 (named).
+    """
+    raw = node_config.get(ROW_FLOOR_KEY, DEFAULT_MIN_ROW_HOLDERS)
+    try:
+        if isinstance(raw, bool) or float(raw) != int(raw) or int(raw) < 1:
+            raise ValueError("not an integer >= 1")
+    except (TypeError, ValueError) as exc:
+        raise SecAggConfigError(f"node config {ROW_FLOOR_KEY} = {raw!r} is invalid ({exc}); "
+                                "fix the node's --node-config") from exc
+    return int(raw)
 
 
 def _os_rng() -> np.random.Generator:
@@ -189,7 +212,8 @@ def _report(msg, context, cfg, client_id, record) -> Message:
         context.state[MEMO_KEY] = arrays(**memo.state_dict())
         context.state[SUBMODEL_KEY] = arrays(ids=np.asarray(perturbed, np.int64))
         # the upload's row i is union item U[i]; S'' is a subset of U
-        return SubmodelSecAggClient(config, protocol_id, np.searchsorted(union, perturbed))
+        return SubmodelSecAggClient(config, protocol_id, np.searchsorted(union, perturbed),
+                                    min_row_holders=node_row_floor(context.node_config))
 
     payload = _upload_stage(context, Stage.ADVERTISE_KEYS, record, open_fn=open_upload)
     return _reply(msg, Phase.REPORT, payload)

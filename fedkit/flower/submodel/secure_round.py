@@ -12,7 +12,10 @@ Two secure-aggregation instances, each the four stages of
   row space = U): advertise-keys carries U down and each client's perturbed set S'' (double
   randomized response) up; share-keys carries the rows of S''_u (and, with ``downloaded``
   negatives, their loss weights) down; masked-input returns the masked row updates, 0/1
-  counts and dense update; unmask as SecAgg. The upload's cohort is the union's survivors.
+  counts and dense update; unmask as SecAgg, plus the seeds of the row masks of the rows
+  whose crowd met ``submodel_min_row_holders`` (rows of smaller crowds are withheld: not
+  updated this round, counted in the round log). The upload's cohort is the union's
+  survivors.
 
 Below the threshold at any stage the round aborts (:attr:`SecureRoundResult.aborted` names
 why) and the caller keeps the model.
@@ -38,6 +41,7 @@ from fedkit.flower.submodel.records import (
     UPLOAD_PHASES,
     arrays,
 )
+from fedkit.privacy.graph import neighbourhood_size
 from fedkit.privacy.secagg import SecAggAbort, SecAggServer, Stage, run_stages
 from fedkit.privacy.submodel import (
     SubmodelSecAggConfig,
@@ -71,6 +75,10 @@ class SecureRoundResult:
         submodel_bytes: Mean serialised size of the downloaded submodel alone (rows of
             S''_u and the dense part, without the protocol message it travels with).
         union_size: |U| (0 if the PSU aborted).
+        rows_withheld: Rows some survivor held that the floor withheld entirely this round.
+        row_slots_withheld: Survivor blocks (one client's update of one row) withheld.
+        min_row_holders: The floor F the upload ran with (the configured one, capped at
+            the neighbourhood size).
         psu_encoding: ``(kind, length, hashes)`` of the PSU vector.
         seconds: Wall time per part: psu, report, download, train, secagg.
         client_train_seconds: Training time each surviving client reported.
@@ -90,6 +98,9 @@ class SecureRoundResult:
     seconds: dict[str, float]
     client_train_seconds: list[float]
     aborted: str | None
+    rows_withheld: int = 0
+    row_slots_withheld: int = 0
+    min_row_holders: int = 0
 
 
 def psu_encoding(cfg: RunConfig, num_items: int) -> tuple[str, int, int]:
@@ -114,6 +125,7 @@ class _RoundLog:
     submodel_bytes: list[int] = dataclasses.field(default_factory=list)
     client_train_seconds: list[float] = dataclasses.field(default_factory=list)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    min_row_holders: int = 0
 
     def result(self, sums: SubmodelSecAggResult | None, aborted: str | None = None
                ) -> SecureRoundResult:
@@ -128,7 +140,9 @@ class _RoundLog:
             submodel_bytes=float(np.mean(self.submodel_bytes)) if self.submodel_bytes else 0.0,
             union_size=int(self.union_ids.size), psu_encoding=self.encoding,
             seconds=dict(self.seconds), client_train_seconds=list(self.client_train_seconds),
-            aborted=aborted)
+            aborted=aborted, rows_withheld=0 if sums is None else sums.rows_withheld,
+            row_slots_withheld=0 if sums is None else sums.row_slots_withheld,
+            min_row_holders=self.min_row_holders)
 
 
 def run_secure_round(ex: Exchange, cfg: RunConfig, items: np.ndarray,
@@ -166,7 +180,11 @@ def _to_items(result: SubmodelSecAggResult, union: np.ndarray, num_items: int
     row_counts = np.zeros(num_items, dtype=np.int64)
     row_sums[union] = result.row_sums[: union.size]
     row_counts[union] = result.row_counts[: union.size]
-    return dataclasses.replace(result, row_sums=row_sums, row_counts=row_counts)
+    holders, withheld = np.zeros((2, num_items), dtype=np.int64)
+    holders[union] = result.row_holders[: union.size]
+    withheld[union] = result.withheld_holders[: union.size]
+    return dataclasses.replace(result, row_sums=row_sums, row_counts=row_counts,
+                               row_holders=holders, withheld_holders=withheld)
 
 
 # the parts of the upload timed in results.json, and the stage of each
@@ -218,8 +236,12 @@ def _upload(ex: Exchange, cfg: RunConfig, settings: SecureAggregationSettings,
                                     run_id=run_id, weighted=True)
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
     union_ids = log.union_ids
+    # a crowd is counted within one neighbourhood: a larger floor could never be met
+    log.min_row_holders = min(cfg.submodel_min_row_holders,
+                              neighbourhood_size(len(cohort), base.num_neighbours) + 1)
     config = SubmodelSecAggConfig(**fields, num_rows=max(1, union_ids.size),
-                                  row_width=items.shape[1])
+                                  row_width=items.shape[1],
+                                  min_row_holders=log.min_row_holders)
     server = SubmodelSecAggServer(config, client_ids=cohort)
     union = encode_row_set(union_ids)
 

@@ -246,6 +246,8 @@ def _secure_round(ex: Exchange, cfg: RunConfig, model: _Model, r: int, run_id: i
     model.apply(row_average(result.row_sums, result.row_counts), dense)
     out["average_seconds"] = time.perf_counter() - start
     out["rows_updated"] = int(np.count_nonzero(result.row_counts))
+    out.update(rows_withheld=result.rows_withheld, row_slots_withheld=result.row_slots_withheld,
+               min_row_holders=result.min_row_holders)
     return out
 
 

@@ -36,7 +36,7 @@ PROTOCOL = b"fedkit-secagg"
 PROTOCOL_VERSION = 1
 KEY_SIZE = 32
 _U64 = (1 << 64) - 1
-_PURPOSES = frozenset({"mask", "enc", "self-mask"})
+_PURPOSES = frozenset({"mask", "enc", "self-mask", "row-mask"})
 
 
 class KeyAgreementError(ValueError):
@@ -166,11 +166,12 @@ def derive_key(
 
     Args:
         ikm: The full 32-byte X25519 shared secret (or a 32-byte self-mask seed).
-        purpose: ``"mask"`` (pairwise mask), ``"enc"`` (share encryption) or ``"self-mask"``.
+        purpose: ``"mask"`` (pairwise mask), ``"enc"`` (share encryption), ``"self-mask"`` or
+            ``"row-mask"`` (the key of a submodel client's per-row mask seeds).
         run_id: Run identifier.
         round_id: Round identifier.
         u: One client id.
-        v: The other client id (``u`` itself for ``"self-mask"``).
+        v: The other client id (``u`` itself for ``"self-mask"`` and ``"row-mask"``).
         length: Output length in bytes.
 
     Returns:

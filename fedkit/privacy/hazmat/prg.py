@@ -10,10 +10,19 @@ numpy's generators are never used for masks: they are not cryptographic, and Flo
 SecAgg+ seeds ``np.random.RandomState`` with 32 bits, which is brute-forceable
 (flwrlabs/flower#7522).
 
+Per-row masks (submodel-aware secure aggregation, :mod:`fedkit.privacy.submodel`): a
+client's 16-byte row key k gives each row id r its own 16-byte seed ``AES-128_k(tag | r)``
+(:func:`row_seeds`, AES as a pseudorandom function of the id, Bellare-Rogaway), and a seed
+gives that row's mask as the AES-128-CTR keystream under the seed, counter block 0
+(:func:`expand_rows`). Revealing the seeds of some rows says nothing about the others', so
+a client can let the server unmask its rows one by one.
+
 References:
     Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving Machine Learning",
     CCS 2017, §4 (masks from a PRG seeded by agreed keys).
     NIST SP 800-38A, §6.5 (CTR mode).
+    M. Bellare, P. Rogaway, "Introduction to Modern Cryptography", ch. 3-4 (a block
+    cipher as a PRF; the PRP/PRF switching lemma).
 """
 
 from __future__ import annotations
@@ -21,9 +30,21 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["SEED_SIZE", "MaskExpander", "expand_mask", "ring_dtype"]
+__all__ = [
+    "ROW_KEY_SIZE",
+    "ROW_SEED_SIZE",
+    "SEED_SIZE",
+    "MaskExpander",
+    "expand_mask",
+    "expand_rows",
+    "ring_dtype",
+    "row_seeds",
+]
 
 SEED_SIZE = 32
+ROW_KEY_SIZE = 16
+ROW_SEED_SIZE = 16
+_ROW_TAG = b"FKROW\x00\x00\x00"  # domain separation: the first half of every PRF input
 _DTYPES = {32: np.dtype("<u4"), 64: np.dtype("<u8")}
 
 
@@ -118,3 +139,71 @@ def expand_mask(seed: bytes, length: int, *, bits: int = 32) -> np.ndarray:
         dtype('uint32')
     """
     return MaskExpander(length, bits=bits).expand(seed).copy()
+
+
+def row_seeds(key: bytes, rows: np.ndarray) -> np.ndarray:
+    """Return one 16-byte seed per row id: ``AES-128_key(b"FKROW\\0\\0\\0" | u64 id)``.
+
+    A pseudorandom function of the id under ``key``: seeds of distinct ids are independent
+    to anyone without the key, so revealing some reveals nothing of the others.
+
+    Args:
+        key: 16 bytes, fresh per client and round (e.g. an HKDF output).
+        rows: Distinct row ids in ``[0, 2^63)`` (any integer array-like; not modified).
+
+    Returns:
+        A new ``[len(rows), 16]`` ``uint8`` array.
+
+    Raises:
+        ValueError: On a key of another length or an id outside ``[0, 2^63)``.
+
+    Example:
+        >>> seeds = row_seeds(bytes(16), np.array([3, 7]))
+        >>> seeds.shape, bool((row_seeds(bytes(16), np.array([7])) == seeds[1]).all())
+        ((2, 16), True)
+    """
+    if len(key) != ROW_KEY_SIZE:
+        raise ValueError(f"row key must be {ROW_KEY_SIZE} bytes, got {len(key)} bytes")
+    ids = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if ids.size and int(ids.min()) < 0:
+        raise ValueError(f"row ids must lie in [0, 2^63), got {int(ids.min())}")
+    blocks = np.empty((ids.size, 16), dtype=np.uint8)
+    blocks[:, :8] = np.frombuffer(_ROW_TAG, dtype=np.uint8)
+    blocks[:, 8:] = ids.astype(">u8").view(np.uint8).reshape(-1, 8)
+    encryptor = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+    out = encryptor.update(blocks.tobytes()) + encryptor.finalize()
+    return np.frombuffer(out, dtype=np.uint8).reshape(ids.size, 16).copy()
+
+
+def expand_rows(seeds: np.ndarray, width: int, *, bits: int = 32) -> np.ndarray:
+    """Return the row masks of ``seeds``: row i is the AES-128-CTR keystream under seed i.
+
+    Args:
+        seeds: ``[k, 16]`` ``uint8`` (from :func:`row_seeds`); each seed keys one row only.
+        width: Ring elements per row.
+        bits: Ring size in bits (32 or 64).
+
+    Returns:
+        A new ``[k, width]`` array of ring elements, each uniform.
+
+    Raises:
+        ValueError: On seeds of another shape or a width below 1.
+
+    Example:
+        >>> masks = expand_rows(row_seeds(bytes(16), np.arange(3)), 4)
+        >>> masks.shape, masks.dtype
+        ((3, 4), dtype('uint32'))
+    """
+    array = np.asarray(seeds, dtype=np.uint8)
+    if array.ndim != 2 or array.shape[1] != ROW_SEED_SIZE:
+        raise ValueError(f"row seeds have shape {array.shape}, expected (k, {ROW_SEED_SIZE})")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"row width={width!r} must be a positive integer")
+    dtype = ring_dtype(bits)
+    size = width * dtype.itemsize
+    zeros, counter = bytes(size), bytes(16)
+    buffer = bytearray(array.shape[0] * size)
+    for i, seed in enumerate(array):
+        encryptor = Cipher(algorithms.AES(seed.tobytes()), modes.CTR(counter)).encryptor()
+        buffer[i * size : (i + 1) * size] = encryptor.update(zeros)
+    return np.frombuffer(buffer, dtype=dtype).reshape(array.shape[0], width)

@@ -5,7 +5,11 @@ a private 0/1 "involved" count per row, a dense update and its weight n_u. The s
 per row j, the sums of the updates and of the counts over the surviving clients with j in
 S''_u, and the weighted dense sum; never one client's update, nor which holders of j truly
 used it. It is SecAgg's four stages (:mod:`fedkit.privacy.secagg`) with a per-row layout and
-pairwise masks on row j only between clients whose S'' both contain j. Averaging
+pairwise masks on row j only between clients whose S'' both contain j. A row's sums leave
+the protocol only from a crowd of at least ``min_row_holders`` surviving holders (default
+:data:`DEFAULT_MIN_ROW_HOLDERS`), enforced by the clients with per-row mask seeds they reveal
+only for such rows (issue 18, attack 4; docs/submodel.md, "Rows released only in crowds").
+Averaging
 (:func:`row_average`): ``W_j += sum_u Delta_uj / sum_u count_uj`` where the count sum is
 positive, else unchanged; dense ``sum_u n_u Delta_u / sum_u n_u`` (Niu et al., MobiCom 2020,
 secure federated submodel averaging). Order: client clip -> x count (rows) / x weight
@@ -37,10 +41,13 @@ from __future__ import annotations
 
 from fedkit.privacy.submodel._client import SubmodelSecAggClient
 from fedkit.privacy.submodel._config import SubmodelSecAggConfig
+from fedkit.privacy.submodel._crowds import DEFAULT_MIN_ROW_HOLDERS
 from fedkit.privacy.submodel._driver import SubmodelUpdate, run_submodel_secagg
 from fedkit.privacy.submodel._messages import (
+    SUBMODEL_WIRE_VERSION,
     SubmodelAdvertiseKeys,
     SubmodelKeysBroadcast,
+    SubmodelUnmaskResponse,
     decode_submodel_message,
 )
 from fedkit.privacy.submodel._result import (
@@ -52,6 +59,8 @@ from fedkit.privacy.submodel._rowsets import decode_row_set, encode_row_set
 from fedkit.privacy.submodel._server import SubmodelSecAggServer
 
 __all__ = [
+    "DEFAULT_MIN_ROW_HOLDERS",
+    "SUBMODEL_WIRE_VERSION",
     "SubmodelAdvertiseKeys",
     "SubmodelKeysBroadcast",
     "SubmodelSecAggClient",
@@ -59,6 +68,7 @@ __all__ = [
     "SubmodelSecAggReport",
     "SubmodelSecAggResult",
     "SubmodelSecAggServer",
+    "SubmodelUnmaskResponse",
     "SubmodelUpdate",
     "decode_row_set",
     "decode_submodel_message",

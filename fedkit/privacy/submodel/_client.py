@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
+
 import numpy as np
 
+from fedkit.privacy.hazmat.keys import derive_key
+from fedkit.privacy.hazmat.prg import ROW_KEY_SIZE, expand_rows, row_seeds
 from fedkit.privacy.secagg import (
     KeysBroadcast,
     MaskedInput,
     SecAggClient,
     SecAggConfigError,
+    SecAggPolicyError,
     SecAggProtocolError,
     SecAggStateError,
     ShareKeys,
     SharesBroadcast,
     Stage,
+    UnmaskRequest,
 )
 from fedkit.privacy.submodel._config import SubmodelSecAggConfig, check_rows
+from fedkit.privacy.submodel._crowds import DEFAULT_MIN_ROW_HOLDERS, crowd_sizes
 from fedkit.privacy.submodel._layout import MaskStreams, encode_layout, scatter_add
-from fedkit.privacy.submodel._messages import SubmodelAdvertiseKeys, SubmodelKeysBroadcast
+from fedkit.privacy.submodel._messages import (
+    SubmodelAdvertiseKeys,
+    SubmodelKeysBroadcast,
+    SubmodelUnmaskResponse,
+)
 
 __all__ = ["SubmodelSecAggClient"]
 
@@ -29,19 +41,26 @@ class SubmodelSecAggClient(SecAggClient):
     (:class:`SubmodelAdvertiseKeys`) and the server sends each client the sets of its graph
     neighbours (:class:`SubmodelKeysBroadcast`; all of them on the complete graph). Its
     masked vector holds one block ``[w values, count]`` per row of S''_u, then the weighted
-    dense part and the weight fraction; the self mask covers it all; the pairwise mask with
-    a neighbour v is one PRG(s_uv) stream laid over the blocks of the rows in S''_u ∩ S''_v
-    (increasing id) and then the dense part and weight.
+    dense part and the weight fraction. Masks: the self mask PRG(b_u) covers the dense part
+    and weight; each row block its own mask from a seed only this client knows (with the
+    floor off, ``min_row_holders = 1``, the self mask covers the blocks too); the pairwise
+    mask with a neighbour v is one PRG(s_uv) stream laid over the blocks of the rows in
+    S''_u ∩ S''_v (increasing id) and then the dense part and weight. At unmask time it
+    reveals the seeds of the rows whose crowd meets the floor only (``_crowds``).
 
     Args:
         config: The round's :class:`SubmodelSecAggConfig` (identical on every party).
         client_id: This client's stable id (``0 <= id < 2^64``).
         rows: S''_u, strictly increasing row ids in ``[0, num_rows)``.
         rng: Generator for stochastic rounding (not secret); default: seeded by the OS.
+        min_row_holders: This client's own floor on the crowd of a row (default 2): it
+            refuses a ``config`` whose ``min_row_holders`` is lower, since the server could
+            otherwise turn the floor off.
 
     Raises:
-        SecAggConfigError: If ``config`` is not a :class:`SubmodelSecAggConfig` or ``rows``
-            is not a valid row set.
+        SecAggConfigError: If ``config`` is not a :class:`SubmodelSecAggConfig`, ``rows``
+            is not a valid row set or ``min_row_holders`` is not an integer >= 1.
+        SecAggPolicyError: If ``config.min_row_holders`` is below ``min_row_holders``.
     """
 
     config_class = SubmodelSecAggConfig
@@ -53,14 +72,25 @@ class SubmodelSecAggClient(SecAggClient):
         rows: np.ndarray,
         *,
         rng: np.random.Generator | None = None,
+        min_row_holders: int = DEFAULT_MIN_ROW_HOLDERS,
     ) -> None:
         if not isinstance(config, SubmodelSecAggConfig):
             raise SecAggConfigError(
                 f"config has type {type(config).__name__}, expected SubmodelSecAggConfig"
             )
+        floor = min_row_holders
+        if isinstance(floor, bool) or not isinstance(floor, int) or floor < 1:
+            raise SecAggConfigError(f"min_row_holders = {floor!r}, expected an integer >= 1")
+        if config.min_row_holders < floor:
+            raise SecAggPolicyError(
+                f"client {client_id} refuses the round: min_row_holders = "
+                f"{config.min_row_holders} is below its floor {floor} (a row would leave "
+                "the protocol from fewer holders)"
+            )
         super().__init__(config, client_id, rng=rng)
         self.rows = check_rows(rows, config, f"client {client_id}")
         self._peer_rows: dict[int, np.ndarray] = {}
+        self._row_key = secrets.token_bytes(32)  # never shared: seeds of the row masks
 
     def advertise_keys(self) -> SubmodelAdvertiseKeys:
         """Stage 0: return this round's two fresh public keys and the row set S''_u."""
@@ -190,13 +220,26 @@ class SubmodelSecAggClient(SecAggClient):
     def _masked_length(self) -> int:
         return self.config.layout_length(self.rows.size)
 
+    def _row_mask_key(self) -> bytes:
+        c = self.config
+        return derive_key(self._row_key, purpose="row-mask", run_id=c.run_id,
+                          round_id=c.round_id, u=self.client_id, v=self.client_id,
+                          length=ROW_KEY_SIZE)
+
     def _apply_masks(self, masked: np.ndarray) -> None:
-        """Self mask over the whole layout; per sender v, PRG(s_uv) over S''_u ∩ S''_v + tail."""
+        """Self mask over the tail, a row mask per block (floor off: the self mask over the
+        whole layout); per sender v, PRG(s_uv) over S''_u ∩ S''_v + tail."""
         c, me = self.config, self.client_id
         k, width = self.rows.size, c.block_width
         blocks, tail = masked[: k * width].reshape(k, width), masked[k * width :]
         streams = MaskStreams(c.bits)
-        np.add(masked, streams.expand(self._self_mask_seed(), masked.size), out=masked)
+        if c.row_floor:
+            np.add(tail, streams.expand(self._self_mask_seed(), tail.size), out=tail)
+            if k:
+                seeds = row_seeds(self._row_mask_key(), self.rows)
+                np.add(blocks, expand_rows(seeds, width, bits=c.bits), out=blocks)
+        else:
+            np.add(masked, streams.expand(self._self_mask_seed(), masked.size), out=masked)
         for v in sorted(self._senders):
             _, mine, _ = np.intersect1d(
                 self.rows, self._peer_rows[v], assume_unique=True, return_indices=True
@@ -204,16 +247,42 @@ class SubmodelSecAggClient(SecAggClient):
             stream = streams.expand(self._mask_seed(v), c.layout_length(mine.size))
             scatter_add(blocks, tail, mine, stream, sign=+1 if me < v else -1)
 
+    def unmask(self, request: UnmaskRequest) -> SubmodelUnmaskResponse:
+        """Stage 3: SecAgg's shares, and the row seeds of the rows whose crowd meets the floor.
+
+        The crowd of a row j of S''_u is u and its neighbours that are alive in ``request``,
+        sent u their shares (a pairwise mask joins them) and hold j; u reveals the seed of
+        its mask of j only if the crowd has at least ``config.min_row_holders`` members.
+
+        Raises:
+            SecAggProtocolError: As :meth:`SecAggClient.unmask`.
+            SecAggAbort: Fewer than ``threshold`` clients alive.
+        """
+        base = super().unmask(request)
+        c = self.config
+        released = np.zeros(0, dtype=np.int64)
+        seeds = b""
+        if c.row_floor:
+            alive = frozenset(request.alive) & self._senders
+            sizes = crowd_sizes(self.rows, self._peer_rows, alive)
+            released = self.rows[sizes >= c.min_row_holders]
+            seeds = row_seeds(self._row_mask_key(), released).tobytes()
+        self._row_key = b""  # one-shot: nothing more can be revealed
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+        return SubmodelUnmaskResponse(**fields, rows=released, row_seeds=seeds)
+
     # -- persistence between stages (SecAggClient.to_state / from_state) -------------------
     def _extra_state(self) -> dict:
         return {
             "rows": self.rows.tolist(),
             "peer_rows": {str(v): r.tolist() for v, r in self._peer_rows.items()},
+            "row_key": self._row_key.hex(),
         }
 
     def _restore_extra_state(self, state: dict) -> None:
         try:
             rows, peer_rows = state["rows"], state["peer_rows"]
+            self._row_key = bytes.fromhex(state["row_key"])
         except KeyError as exc:
             raise SecAggStateError(f"submodel secure-aggregation client state lacks {exc}") from exc
         c = self.config

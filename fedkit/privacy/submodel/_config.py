@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedkit.privacy.graph import neighbourhood_size
 from fedkit.privacy.quantize import check_headroom
 from fedkit.privacy.secagg import SecAggConfig, SecAggConfigError, SecAggError
 from fedkit.privacy.secagg.extend import check_int
+from fedkit.privacy.submodel._crowds import DEFAULT_MIN_ROW_HOLDERS
 
 __all__ = ["SubmodelSecAggConfig", "check_rows"]
 
@@ -26,6 +28,10 @@ class SubmodelSecAggConfig(SecAggConfig):
     Args:
         num_rows: V, the number of rows of the table (row ids lie in ``[0, V)``).
         row_width: w, the values per row (e.g. the embedding dimension).
+        min_row_holders: F, the floor on a row's crowd: a client reveals the mask of its
+            block of row j only when it and at least F - 1 alive graph neighbours hold j
+            (see ``_crowds``); in ``[1, degree + 1]``; 1 turns the floor off (the self mask
+            then covers the rows too, and nothing is withheld). Default 2.
         **kwargs: The fields of :class:`SecAggConfig`.
 
     Headroom: row values are clipped to ``[-clip, clip]`` and dense values are at most
@@ -45,6 +51,7 @@ class SubmodelSecAggConfig(SecAggConfig):
 
     num_rows: int
     row_width: int
+    min_row_holders: int = DEFAULT_MIN_ROW_HOLDERS
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,6 +64,14 @@ class SubmodelSecAggConfig(SecAggConfig):
         check_int("num_rows", self.num_rows, 1, (1 << 40) - 1)
         check_int("row_width", self.row_width, 1, (1 << 24) - 1)
         check_headroom(self.num_clients, 1.0, 1.0, self.bits)  # counts: sum of n values in {0, 1}
+        # a crowd is counted within one neighbourhood: a larger floor could never be met
+        check_int("min_row_holders", self.min_row_holders, 1,
+                  neighbourhood_size(self.num_clients, self.num_neighbours) + 1)
+
+    @property
+    def row_floor(self) -> bool:
+        """Whether rows are released only in crowds (``min_row_holders > 1``)."""
+        return self.min_row_holders > 1
 
     @property
     def block_width(self) -> int:

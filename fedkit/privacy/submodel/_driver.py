@@ -48,7 +48,10 @@ def run_submodel_secagg(
     """Run one submodel-aware round in this process, every message through its wire format.
 
     Dropouts, rejections and ``tamper_fn`` work as in :func:`fedkit.privacy.secagg.run_secagg`
-    (a rejected message or failed client check counts as a dropout at that stage).
+    (a rejected message or failed client check counts as a dropout at that stage). Every
+    party runs in this process under ``config``, so each client holds itself to
+    ``config.min_row_holders``: a row reaches the sums only from a crowd of at least that many
+    surviving holders (``result.rows_withheld`` counts the others).
 
     Args:
         updates: Per client id, its :class:`SubmodelUpdate`.
@@ -73,12 +76,16 @@ def run_submodel_secagg(
         >>> result, _ = run_submodel_secagg(
         ...     {0: one([1, 3], [1, 0]), 1: one([1], [1]), 2: one([3, 4], [1, 1])}, cfg)
         >>> result.row_counts.tolist(), np.round(result.row_sums[:, 0], 4).tolist()
-        ([0, 2, 0, 1, 1], [0.0, 1.0, 0.0, 0.5, 0.5])
+        ([0, 2, 0, 1, 0], [0.0, 1.0, 0.0, 0.5, 0.0])
+        >>> result.rows_withheld  # row 4: client 2 alone holds it (floor 2)
+        1
     """
     root = rng if rng is not None else np.random.default_rng()
     ids = sorted(updates)
     clients = {
-        cid: SubmodelSecAggClient(config, cid, updates[cid].rows, rng=child)
+        cid: SubmodelSecAggClient(
+            config, cid, updates[cid].rows, rng=child, min_row_holders=config.min_row_holders
+        )
         for cid, child in zip(ids, root.spawn(len(ids)), strict=True)
     }
 

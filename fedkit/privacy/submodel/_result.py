@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,6 +73,14 @@ class SubmodelSecAggResult:
         total_weight: ``sum_u n_u``.
         survivors: Ids whose input is in the sums (sent a masked input), sorted.
         dropped: Ids that shared keys but sent no masked input, sorted.
+        row_holders: ``[V]`` int64: per row, the survivors whose block is in the sums (the
+            row sums and counts cover exactly these holders).
+        withheld_holders: ``[V]`` int64: per row, the survivors holding it whose block was
+            withheld (a crowd below ``min_row_holders``, or a member that did not unmask):
+            their updates of that row are dropped this round, not carried over.
+
+    Rows and blocks the floor withholds are counted by :attr:`rows_withheld` and
+    :attr:`row_slots_withheld` (``fedkit.privacy.submodel._crowds``).
     """
 
     ring_rows: np.ndarray
@@ -83,6 +91,18 @@ class SubmodelSecAggResult:
     total_weight: float
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
+    row_holders: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    withheld_holders: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def rows_withheld(self) -> int:
+        """Rows some survivor held but none of whose sums left the protocol this round."""
+        return int(np.count_nonzero((self.withheld_holders > 0) & (self.row_holders == 0)))
+
+    @property
+    def row_slots_withheld(self) -> int:
+        """Survivor blocks (one client's update of one row) withheld this round."""
+        return int(self.withheld_holders.sum())
 
     @property
     def row_mean(self) -> np.ndarray:
