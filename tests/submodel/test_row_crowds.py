@@ -321,7 +321,7 @@ def test_a_server_can_shrink_a_crowd_to_the_floor_and_then_gets_only_the_crowd_s
 
 # -- dropouts ------------------------------------------------------------------------------
 @pytest.mark.parametrize("floor", [2, 3])
-@pytest.mark.parametrize("stage", list(Stage), ids=lambda s: s.value)
+@pytest.mark.parametrize("stage", _config().stages, ids=lambda s: s.value)
 def test_exact_under_dropouts_at_every_stage(stage, floor):
     # Complete graph: a row's crowd is all its alive holders; it is released when it has at
     # least `floor` of them and every one answered the unmask request (a client that drops
