@@ -15,15 +15,24 @@ then:
   value is what the round's ClientApp processes add.
 
 K stays fixed by default so that the rounds do the same work at every N and what grows is
-the number of SuperNodes polling the SuperLink: each selected client starts a ClientApp
-process that imports torch (about 0.5 GB each, measured as the round's extra memory), so K = N
-= 50 would need about 25 GB on top of the idle SuperNodes, more than this 24 GiB machine has.
+the number of SuperNodes polling the SuperLink: in subprocess isolation each selected client
+starts a ClientApp process that imports torch (about 0.5 GB each, measured as the round's
+extra memory), so K = N = 50 would need about 25 GB on top of the idle SuperNodes, more than
+this 24 GiB machine has.
+
+``--isolation`` picks how the SuperNodes run their ClientApps (default ``subprocess``: a
+process per message, nothing resident; ``process``: fedkit's long-lived workers, each of
+which keeps torch resident, counted in the SuperNode's tree). Several ``--isolation`` values
+may be given (comma-separated); each size runs in each mode, and a run whose idle
+federation alone would not fit in the machine's available memory (estimated from the
+previous size of the same mode) is recorded as skipped, with the estimate, not started.
 
 The 1-minute load average before and after each run is recorded: on a shared machine other
 jobs only ever add time. Every process is started by the federation and stopped by PID.
 
 Usage:
     python benchmarks/many_supernodes.py [--nodes 10,25,50] [--rounds 4] [--tls]
+        [--isolation subprocess,process]
 
 Writes benchmarks/results/many_supernodes.json.
 """
@@ -91,20 +100,29 @@ class PeakSampler:
         self._thread.join()
 
 
+def available_memory_mb() -> float:
+    """MemAvailable of the machine, in MiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
 def run_size(num_nodes: int, clients_per_round: int, rounds: int, tls: bool,
-             workdir: Path) -> dict:
+             workdir: Path, isolation: str = "subprocess") -> dict:
     from fedkit.config import RunConfig
     from fedkit.deploy import LocalFederation
 
-    cfg = RunConfig(name=f"nodes{num_nodes}", algorithm="fedavg", dataset="synthetic",
+    cfg = RunConfig(name=f"nodes{num_nodes}-{isolation}", algorithm="fedavg", dataset="synthetic",
                     model="logreg", num_clients=num_nodes,
                     clients_per_round=min(clients_per_round, num_nodes),
                     rounds=rounds, local_steps=5, batch_size=10, eval_every=0,
                     progress=False, round_timeout=1800.0,
-                    output_dir=str(workdir / f"nodes{num_nodes}" / "out"))
+                    output_dir=str(workdir / f"nodes{num_nodes}-{isolation}" / "out"))
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    with LocalFederation(workdir / f"nodes{num_nodes}", num_nodes=num_nodes, tls=tls) as fed:
+    with LocalFederation(workdir / f"nodes{num_nodes}-{isolation}", num_nodes=num_nodes,
+                         tls=tls, isolation=isolation) as fed:
         started = time.perf_counter() - start
         time.sleep(5.0)  # let every SuperNode settle (first polls, SuperExec start)
         per_node = [tree_rss_mb(p.pid) for p in fed.nodes.values()]
@@ -116,6 +134,7 @@ def run_size(num_nodes: int, clients_per_round: int, rounds: int, tls: bool,
             report = measure(cfg.results_dir, time.perf_counter() - run_start)
     report.update({
         "num_supernodes": num_nodes,
+        "isolation": isolation,
         "clients_per_round": cfg.clients_per_round,
         "status": status.get("status"),
         "federation_start_seconds": started,
@@ -131,13 +150,13 @@ def run_size(num_nodes: int, clients_per_round: int, rounds: int, tls: bool,
 
 def table(reports: list[dict]) -> str:
     """A markdown table for docs/deployment.md."""
-    rows = ["| SuperNodes | clients per round | start (s) | RSS per SuperNode (MiB, median) "
-            "| all SuperNodes (MiB) "
+    rows = ["| SuperNodes | isolation | clients per round | start (s) "
+            "| RSS per SuperNode (MiB, median) | all SuperNodes (MiB) "
             "| SuperLink (MiB) | seconds per round (median) | extra memory during a round (MiB) "
             "| load (1 min) before, after |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
-        rows.append(f"| {r['num_supernodes']} | {r['clients_per_round']} | "
+        rows.append(f"| {r['num_supernodes']} | {r['isolation']} | {r['clients_per_round']} | "
                     f"{r['federation_start_seconds']:.0f} | "
                     f"{r['supernode_rss_mb_median']:.0f} | {r['supernodes_rss_mb_total']:.0f} | "
                     f"{r['superlink_rss_mb']:.0f} | {r['seconds_per_round']:.1f} | "
@@ -153,9 +172,12 @@ def main() -> None:
     parser.add_argument("--clients-per-round", type=int, default=10,
                         help="K, the same at every size (at most the number of SuperNodes)")
     parser.add_argument("--tls", action="store_true", help="TLS between SuperNodes and SuperLink")
+    parser.add_argument("--isolation", default="subprocess",
+                        help="comma-separated ClientApp isolation modes: subprocess, process")
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args()
     sizes = [int(n) for n in args.nodes.split(",") if n]
+    modes = [m for m in args.isolation.split(",") if m]
     for key, value in (("FLWR_TELEMETRY_ENABLED", "0"), ("FLWR_DISABLE_UPDATE_CHECK", "1"),
                        ("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")):
         os.environ.setdefault(key, value)
@@ -163,16 +185,28 @@ def main() -> None:
 
     reports, failures = [], []
     with tempfile.TemporaryDirectory(prefix="fedkit-many-nodes-") as tmp:
-        for n in sizes:
-            try:
-                reports.append(run_size(n, args.clients_per_round, args.rounds, args.tls,
-                                       Path(tmp)))
-                print(json.dumps(reports[-1]), flush=True)
-            except Exception as exc:  # noqa: BLE001 - recorded; the other sizes still run
-                failures.append({"num_supernodes": n, "error": str(exc)})
-                print(f"{n} SuperNodes: failed: {exc}", flush=True)
+        for mode in modes:
+            per_node = None  # MiB per idle SuperNode tree, from the previous size
+            for n in sizes:
+                need = None if per_node is None else n * per_node
+                if need is not None and need > 0.9 * available_memory_mb():
+                    failures.append({"num_supernodes": n, "isolation": mode, "skipped": True,
+                                     "estimated_idle_mb": need,
+                                     "available_mb": available_memory_mb()})
+                    print(f"{n} SuperNodes ({mode}): skipped, about {need:.0f} MiB needed "
+                          f"idle, {available_memory_mb():.0f} MiB available", flush=True)
+                    continue
+                try:
+                    reports.append(run_size(n, args.clients_per_round, args.rounds, args.tls,
+                                            Path(tmp), isolation=mode))
+                    per_node = reports[-1]["supernode_rss_mb_median"]
+                    print(json.dumps(reports[-1]), flush=True)
+                except Exception as exc:  # noqa: BLE001 - recorded; other sizes still run
+                    failures.append({"num_supernodes": n, "isolation": mode,
+                                     "error": str(exc)})
+                    print(f"{n} SuperNodes ({mode}): failed: {exc}", flush=True)
     result = {"benchmark": "many_supernodes", "tls": args.tls, "rounds": args.rounds,
-              "clients_per_round": args.clients_per_round,
+              "clients_per_round": args.clients_per_round, "isolation": modes,
               "environment": environment_info(), "runs": reports, "failures": failures,
               "table": table(reports)}
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,22 @@ Rules:
   SuperNode gets SIGTERM and the workers SIGKILL (a worker also exits when its parent
   changes).
 
-The SuperNode handles one message at a time, so one worker is enough; a second one only
-stands by while the first restarts.
+* **A worker free for the next task.** Each worker tells the supervisor its state through a
+  pipe (``--status-fd``): :data:`PULLING` when it takes a task and waits for the task's
+  message, :data:`BUSY` while it runs the ClientApp, :data:`IDLE` when the task is over.
+  When no worker is idle and one has waited for its message ``STALLED_PULL_SECONDS``, the
+  supervisor starts an extra worker (up to ``--max-workers``); an extra worker that has been
+  idle ``SPARE_IDLE_SECONDS`` while ``--workers`` others are idle is stopped. This keeps one
+  stuck task from stopping the node: a SuperNode that reconnects to a restarted SuperLink
+  creates a task for a message of the run the SuperLink ended, then ignores the message
+  without ending the task (Flower 1.42, ``start_client_internal``), and the worker that takes
+  that task waits for the message's content up to Flower's pull limit (2 h). Under
+  subprocess isolation Flower starts a new ``flwr-clientapp`` per task, so such a task never
+  blocks the next one; extra workers give process isolation the same property. A long
+  ClientApp (training) never starts one: its message has arrived.
+
+The SuperNode handles one message at a time, so one worker is enough in the normal case;
+a second one only stands by while the first restarts.
 """
 
 from __future__ import annotations
@@ -43,9 +57,14 @@ import time
 from collections.abc import Sequence
 
 __all__ = [
+    "BUSY",
     "DEFAULT_PRELOAD",
+    "IDLE",
+    "PULLING",
     "MAX_RESTART_DELAY",
     "QUICK_DEATH_SECONDS",
+    "SPARE_IDLE_SECONDS",
+    "STALLED_PULL_SECONDS",
     "READY_LINE",
     "main",
     "WORKER_MODULE",
@@ -61,7 +80,18 @@ and torch's one-time lazy imports (see :func:`fedkit.flower.apps.client_app.warm
 READY_LINE = "fedkit ClientApp worker ready"
 """What a worker logs once its preloads are done (followed by its PID)."""
 
+PULLING = b"p"
+"""What a worker writes to its status pipe when it takes a task (and waits for its message)."""
+BUSY = b"b"
+"""What a worker writes to its status pipe once it has the task's message and runs it."""
+IDLE = b"i"
+"""What a worker writes to its status pipe when its task is over."""
+
 QUICK_DEATH_SECONDS = 30.0
+SPARE_IDLE_SECONDS = 30.0
+STALLED_PULL_SECONDS = 10.0
+EXTRA_WORKERS = 3
+"""Default of ``--max-workers`` above ``--workers``."""
 MAX_RESTART_DELAY = 60.0
 WORKER_MODULE = "fedkit.deploy.worker"
 _PR_SET_PDEATHSIG = 1
@@ -107,22 +137,49 @@ def _parent_death_signal(sig: signal.Signals):
 
 
 class _Slot:
-    """One worker place: its process (None while waiting to restart) and its history."""
+    """One worker place: its process (None while waiting to restart), its status pipe, its
+    history. An extra slot (started because every worker was busy) is removed, not
+    restarted, when its worker exits or retires."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: bool = False) -> None:
+        self.extra = extra
         self.popen: subprocess.Popen | None = None
+        self.status: int | None = None  # read end of the worker's status pipe
+        self.state = IDLE
+        self.since = 0.0  # when `state` last changed
         self.started = 0.0
         self.quick_deaths = 0
         self.restart_at = 0.0
+
+    def read_status(self, now: float) -> None:
+        """Take the worker's latest BUSY/IDLE from its pipe (non-blocking)."""
+        if self.status is None:
+            return
+        try:
+            data = os.read(self.status, 4096)
+        except BlockingIOError:
+            return
+        if data and data[-1:] != self.state:
+            self.state, self.since = data[-1:], now
+
+    def close(self) -> None:
+        if self.status is not None:
+            os.close(self.status)
+        self.status, self.state = None, IDLE
 
 
 class Supervisor:
     """Runs the SuperNode and the workers (see the module docstring)."""
 
     def __init__(self, supernode_command: Sequence[str], worker_command: Sequence[str],
-                 num_workers: int) -> None:
+                 num_workers: int, max_workers: int | None = None) -> None:
         self.supernode_command = list(supernode_command)
         self.worker_command = list(worker_command)
+        self.num_workers = num_workers
+        self.max_workers = num_workers + EXTRA_WORKERS if max_workers is None else max_workers
+        if self.max_workers < num_workers:
+            raise ValueError(f"max_workers = {max_workers!r}, expected at least the "
+                             f"{num_workers} workers kept")
         self.slots = [_Slot() for _ in range(num_workers)]
         self.supernode: subprocess.Popen | None = None
         self.stop_signal: str | None = None
@@ -132,20 +189,39 @@ class Supervisor:
             self.stop_signal = signal.Signals(signum).name
 
     def _start_worker(self, slot: _Slot) -> None:
-        slot.popen = subprocess.Popen(self.worker_command, stdin=subprocess.DEVNULL,
-                                      preexec_fn=_parent_death_signal(signal.SIGKILL))
-        slot.started = time.monotonic()
-        logger.info("started ClientApp worker (pid %s)", slot.popen.pid)
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        try:
+            slot.popen = subprocess.Popen(
+                [*self.worker_command, "--status-fd", str(write_end)],
+                stdin=subprocess.DEVNULL, pass_fds=(write_end,),
+                preexec_fn=_parent_death_signal(signal.SIGKILL))
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        slot.status, slot.state = read_end, IDLE
+        slot.started = slot.since = time.monotonic()
+        logger.info("started %sClientApp worker (pid %s)", "an extra " if slot.extra else "",
+                    slot.popen.pid)
 
     def _check_worker(self, slot: _Slot, now: float) -> None:
         if slot.popen is None:
             if now >= slot.restart_at:
                 self._start_worker(slot)
             return
+        slot.read_status(now)
         code = slot.popen.poll()
         if code is None:
             return
+        slot.close()
         lived = now - slot.started
+        if slot.extra:
+            logger.warning("extra ClientApp worker (pid %s) exited with status %s after "
+                           "%.1f s", slot.popen.pid, code, lived)
+            self.slots.remove(slot)
+            return
         slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
         delay = 0.0 if slot.quick_deaths <= 1 else min(MAX_RESTART_DELAY,
                                                        2.0 ** (slot.quick_deaths - 1))
@@ -153,6 +229,38 @@ class Supervisor:
                        "restarting it%s", slot.popen.pid, code, lived,
                        f" in {delay:.0f} s" if delay else "")
         slot.popen, slot.restart_at = None, now + delay
+
+    def _balance(self, now: float) -> None:
+        """Start an extra worker when none is idle and one waits too long for its task's
+        message; retire an extra one that is idle while enough others are."""
+        running = [s for s in self.slots if s.popen is not None]
+        idle = [s for s in running if s.state == IDLE]
+        stalled = [s for s in running
+                   if s.state == PULLING and now - s.since >= STALLED_PULL_SECONDS]
+        if stalled and not idle and len(running) == len(self.slots) and \
+                len(self.slots) < self.max_workers:
+            logger.warning("ClientApp worker (pid %s) has waited %.0f s for its task's "
+                           "message and no worker is idle; starting an extra one so that the "
+                           "next task does not wait", stalled[0].popen.pid,
+                           now - stalled[0].since)
+            slot = _Slot(extra=True)
+            self.slots.append(slot)
+            self._start_worker(slot)
+            return
+        for slot in idle:
+            if slot.extra and len(idle) > self.num_workers and \
+                    now - slot.since >= SPARE_IDLE_SECONDS:
+                logger.info("retiring the extra ClientApp worker (pid %s), idle %.0f s",
+                            slot.popen.pid, now - slot.since)
+                slot.popen.terminate()
+                try:
+                    slot.popen.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    slot.popen.kill()
+                    slot.popen.wait()
+                slot.close()
+                self.slots.remove(slot)
+                return
 
     def run(self) -> int:
         """Supervise until the SuperNode exits or a stop signal arrives; return the status."""
@@ -169,8 +277,9 @@ class Supervisor:
                 logger.info("%s exited with status %s", self.supernode_command[0], code)
                 break
             now = time.monotonic()
-            for slot in self.slots:
+            for slot in list(self.slots):
                 self._check_worker(slot, now)
+            self._balance(now)
             time.sleep(0.2)
         self._shutdown()
         if self.stop_signal is not None:
@@ -205,6 +314,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1, help="ClientApp workers to keep")
+    parser.add_argument("--max-workers", type=int, default=None,
+                        help="most workers while some are busy (default: --workers + "
+                             f"{EXTRA_WORKERS})")
     parser.add_argument("--runtime-api-address", required=True,
                         help="HOST:PORT of the SuperNode's Runtime API, as the workers dial it")
     parser.add_argument("--preload", action="append", default=None, metavar="MODULE[:FN]",
@@ -220,6 +332,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give the SuperNode's command after --")
     if args.workers < 1:
         parser.error(f"--workers {args.workers}: expected at least 1")
+    if args.max_workers is not None and args.max_workers < args.workers:
+        parser.error(f"--max-workers {args.max_workers}: expected at least --workers "
+                     f"({args.workers})")
     return args
 
 
@@ -235,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker += ["--preload", spec]
     if args.poll_interval is not None:
         worker += ["--poll-interval", repr(args.poll_interval)]
-    return Supervisor(args.supernode, worker, args.workers).run()
+    return Supervisor(args.supernode, worker, args.workers, args.max_workers).run()
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supercore.tls import validate_and_resolve_root_certificates
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
-from fedkit.deploy.supervisor import READY_LINE
+from fedkit.deploy.supervisor import BUSY, IDLE, PULLING, READY_LINE
 
 __all__ = ["ClientAppWorker", "main", "preload", "same_package_code"]
 
@@ -63,6 +63,15 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = 0.1
 """Seconds between two ``AcquireTask`` calls of an idle worker (Flower's SuperExec: 1 s)."""
+
+
+def _tell(status_fd: int | None, state: bytes) -> None:
+    if status_fd is None:
+        return
+    try:
+        os.write(status_fd, state)
+    except OSError:  # the supervisor is gone; the parent check ends the loop
+        pass
 
 
 def same_package_code(project_dir: Path, package: ModuleType) -> bool:
@@ -131,8 +140,16 @@ class ClientAppWorker:
             root_certificates=self.root_certificates, interceptors=interceptors,
             retry_invoker=make_simple_http_retry_invoker())
 
-    def serve(self, parent_pid: int | None = None) -> None:
-        """Acquire and run tasks until the parent process (if given) is gone."""
+    def serve(self, parent_pid: int | None = None, status_fd: int | None = None) -> None:
+        """Acquire and run tasks until the parent process (if given) is gone.
+
+        With ``status_fd``, the worker writes to that file descriptor its state:
+        :data:`~fedkit.deploy.supervisor.PULLING` when it takes a task,
+        :data:`~fedkit.deploy.supervisor.BUSY` once it has the task's message,
+        :data:`~fedkit.deploy.supervisor.IDLE` when the task is over (the supervisor reads
+        them to keep a worker free while one waits for a message that never comes, see
+        :mod:`fedkit.deploy.supervisor`).
+        """
         client = self._client()
         request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP])
         try:
@@ -144,15 +161,22 @@ class ClientAppWorker:
                     time.sleep(1.0)
                     continue
                 if response.HasField("task") and response.token:
-                    self.run_task(response.token)
+                    _tell(status_fd, PULLING)
+                    try:
+                        self.run_task(response.token, on_input=lambda: _tell(status_fd, BUSY))
+                    finally:
+                        _tell(status_fd, IDLE)
                     continue
                 time.sleep(self.poll_interval)
         finally:
             client.close()
         logger.info("parent process %s is gone; worker exits", parent_pid)
 
-    def run_task(self, token: str) -> str:
-        """Run the ClientApp task of ``token`` as ``flwr-clientapp`` would; return its status."""
+    def run_task(self, token: str, on_input=None) -> str:
+        """Run the ClientApp task of ``token`` as ``flwr-clientapp`` would; return its status.
+
+        ``on_input`` (if given) is called once the task's message and context are pulled.
+        """
         self.num_tasks += 1
         started = time.perf_counter()
         client = self._client(token)
@@ -164,6 +188,8 @@ class ClientAppWorker:
         try:
             heartbeat.start()
             message, context, run, fab = pull_task_input(client)
+            if on_input is not None:
+                on_input()
             project_dir = self._install(fab.hash_str, fab.content)
             client_app = self._load(project_dir, run.fab_id, run.fab_version, fab.hash_str)
             reply = client_app(message=message, context=context)
@@ -241,6 +267,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="import (and call) before taking tasks; repeatable")
     parser.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL,
                         help="seconds between AcquireTask calls while idle")
+    parser.add_argument("--status-fd", type=int, default=None,
+                        help="file descriptor to write the worker's state to: 'p' (took a task, "
+                             "pulling its message), 'b' (running it), 'i' (task over)")
     return parser.parse_args(argv)
 
 
@@ -262,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_interval=args.poll_interval)
     logger.info("%s (pid %s) after %.2f s of preloading (%s)", READY_LINE, os.getpid(),
                 time.perf_counter() - started, ", ".join(args.preload) or "nothing")
-    worker.serve(parent_pid=args.parent_pid)
+    worker.serve(parent_pid=args.parent_pid, status_fd=args.status_fd)
     return 0
 
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.deploy
 
 BASE = dict(algorithm="fedlaavg", num_clients=3, clients_per_round=3, model="logreg",
             dataset="synthetic", progress=False, checkpoint_every=1)
-RUN_TIMEOUT = 900.0
+RUN_TIMEOUT = 300.0
 
 
 def online_nodes(federation) -> int:

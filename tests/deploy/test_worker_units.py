@@ -121,3 +121,69 @@ def test_the_client_app_imports_torch_only_when_used():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+# -- a worker free for the next task -------------------------------------------------------
+_FAKE_WORKER = """
+import os, sys, time
+fd = int(sys.argv[sys.argv.index("--status-fd") + 1])
+state, seconds = sys.argv[1], float(sys.argv[2])
+os.write(fd, state.encode())            # takes a task: waits for its message or runs it ...
+time.sleep(seconds)
+os.write(fd, b"i")                      # ... and is done after `seconds`
+time.sleep(600)
+"""
+
+_RUN_SUPERVISOR = """
+import logging, sys
+from fedkit.deploy import supervisor
+supervisor.SPARE_IDLE_SECONDS = 1.0
+supervisor.STALLED_PULL_SECONDS = 1.0
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+worker = [sys.executable, "-c", {fake!r}, {state!r}, {seconds!r}]
+node = [sys.executable, "-c", "import time; time.sleep({lifetime})"]
+sys.exit(supervisor.Supervisor(node, worker, 1, max_workers={max_workers}).run())
+"""
+
+
+def _supervise(state: str, seconds: float, lifetime: float, max_workers: int) -> str:
+    script = _RUN_SUPERVISOR.format(fake=_FAKE_WORKER, state=state, seconds=str(seconds),
+                                    lifetime=lifetime, max_workers=max_workers)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_a_worker_stuck_waiting_for_its_message_gets_an_extra_one_up_to_the_cap():
+    # Every fake worker takes a task whose message never comes: the supervisor adds workers
+    # while none is idle, but never more than max_workers.
+    log = _supervise("p", 600, lifetime=8, max_workers=3)
+    assert log.count("started ClientApp worker") == 1
+    assert log.count("started an extra ClientApp worker") == 2
+    assert log.count("has waited") == 2
+
+
+def test_a_worker_running_a_long_client_app_gets_no_extra_one():
+    # Training for long is not being stuck: the task's message has arrived.
+    log = _supervise("b", 600, lifetime=5, max_workers=3)
+    assert log.count("started ClientApp worker") == 1
+    assert "extra" not in log
+
+
+def test_an_extra_worker_retires_once_the_stuck_task_ends():
+    # The wait ends after 3 s: then two workers are idle, one more than kept, and the extra
+    # one is stopped after SPARE_IDLE_SECONDS (1 s here); the first one is never stopped.
+    log = _supervise("p", 3, lifetime=9, max_workers=2)
+    assert log.count("started an extra ClientApp worker") >= 1
+    assert "retiring the extra ClientApp worker" in log
+    lines = log.splitlines()
+    first = next(line for line in lines if line.startswith("started ClientApp worker"))
+    first_pid = first.split("pid ")[1].rstrip(")")
+    assert not any("retiring" in line and f"pid {first_pid})" in line for line in lines)
+
+
+def test_max_workers_below_workers_is_refused():
+    from fedkit.deploy.supervisor import Supervisor
+    with pytest.raises(ValueError, match="max_workers = 0, expected at least the 1 workers"):
+        Supervisor(["true"], ["true"], 1, max_workers=0)
