@@ -177,7 +177,10 @@ def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection 
         timeout: Seconds to wait for the run; on expiry the run is stopped (``flwr stop``).
         env: Environment of the ``flwr`` calls (default: this process's, see
             :func:`~fedkit.flower.runtime.flwr_cli.flower_env`).
-        settle: Seconds to wait, after the log stream ended, for the run's final status.
+        settle: Seconds to wait, after the log stream ended, for the run's final status when
+            no ``timeout`` is given. With a ``timeout``, a run still going when its stream
+            ends (Flower's log stream can end early on a loaded SuperLink) is waited for
+            until the timeout's end (at least ``settle`` seconds), then stopped.
 
     Raises:
         FlowerRunError: If the run does not reach ``finished:completed``.
@@ -185,6 +188,7 @@ def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection 
     name = connection.name if isinstance(connection, Connection) else connection
     env = flower_env(dict(env) if env is not None else None)
     root = Path(project_root) if project_root else find_project_root()
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fedkit-deploy-run-") as tmp:
         config_file = write_run_config(cfg, Path(tmp) / "run_config.toml")
         cmd = ["flwr", "run", str(root), name, "--run-config", str(config_file), "--stream"]
@@ -196,8 +200,9 @@ def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection 
                                capture_output=True, timeout=120)
             raise
     # The stream ends with the run; its final status may lag, and a busy SuperLink may not
-    # answer at once.
-    deadline = time.monotonic() + settle
+    # answer at once. The stream can also end while the run goes on (seen with 50 SuperNodes
+    # on 2 cores): the run's status, not its log, says when it is over.
+    deadline = max(time.monotonic() + settle, started + timeout if timeout else 0.0)
     while True:
         try:
             status, problem = run_status(run_id, env, name), None
@@ -209,6 +214,12 @@ def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection 
             if status is None:
                 raise FlowerRunError(f"could not read the status of run {run_id} on {name!r} "
                                      f"within {settle:.0f} s: {problem}") from problem
+            if timeout and not str(status.get("status", "")).startswith("finished"):
+                subprocess.run(["flwr", "stop", str(run_id), name], env=env,
+                               capture_output=True, timeout=120)
+                raise FlowerRunTimeout(run_id, f"run {run_id} on {name!r} was still "
+                                       f"{status.get('status')!r} after {timeout:.0f} s and "
+                                       f"was stopped")
             break
         time.sleep(2.0)
     logger.info("run %s on %r: %s", run_id, name, status.get("status"))

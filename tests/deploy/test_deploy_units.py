@@ -159,3 +159,44 @@ def test_local_federation_base_port_fixes_every_port(tmp_path):
     add_parser(args.add_subparsers(dest="command"))
     parsed = args.parse_args(["deploy", "local", "--base-port", "9400"])
     assert parsed.base_port == 9400
+
+
+def _fake_flower(monkeypatch, statuses):
+    """run_on_superlink against a stand-in `flwr`: the log stream ends at once and the run's
+    status goes through ``statuses`` (the last one repeats); returns the commands run."""
+    from fedkit.deploy import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "stream_flwr_run", lambda cmd, env, **kw: (7, ["log\n"]))
+    seq = iter(statuses)
+    last = {}
+
+    def status(run_id, env, name):
+        last["s"] = next(seq, last.get("s"))
+        return {"run-id": run_id, "status": last["s"]}
+
+    monkeypatch.setattr(runner, "run_status", status)
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    monkeypatch.setattr(runner.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    return runner, calls
+
+
+def test_a_run_still_going_when_its_log_stream_ends_is_waited_for(monkeypatch, tmp_path):
+    runner, calls = _fake_flower(monkeypatch, ["running"] * 5 + ["finished:completed"])
+    status = runner.run_on_superlink({"x": 1}, "fed", project_root=tmp_path, timeout=600,
+                                     settle=0.0)
+    assert status["status"] == "finished:completed"
+    assert calls == []  # nothing stopped
+
+
+def test_a_run_that_outlasts_the_timeout_after_its_stream_is_stopped(monkeypatch, tmp_path):
+    from fedkit.flower.runtime.flwr_cli import FlowerRunTimeout
+
+    runner, calls = _fake_flower(monkeypatch, ["running"])
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(runner.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(FlowerRunTimeout, match="run 7 on 'fed' was still 'running'") as err:
+        runner.run_on_superlink({"x": 1}, "fed", project_root=tmp_path, timeout=600,
+                                settle=0.0)
+    assert err.value.run_id == 7
+    assert calls == [["flwr", "stop", "7", "fed"]]
