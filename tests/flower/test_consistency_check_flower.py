@@ -25,7 +25,7 @@ from fedkit.flower.secagg.identity import KEY_LIST_KEY, SIGNING_KEY_KEY, node_id
 from fedkit.flower.secagg.policy import node_policy
 from fedkit.flower.secagg.workflow import SecureAggregationSettings
 from fedkit.privacy.secagg import SecAggConfig, SecAggConfigError, SigningKey, Stage
-from fedkit.privacy.secagg.signing import KeyList, generate_signing_keys
+from fedkit.privacy.secagg.signing import KeyList, write_signing_keys
 from fedkit.privacy.submodel import SubmodelSecAggConfig
 
 N = 8
@@ -38,17 +38,13 @@ def _round(app, settings, node_config=None):
     return node_round(app, settings, node_config, num_nodes=N)
 
 
-def _key_files(tmp_path, ids=CLIENTS):
-    """A key set on disk, as an operator distributes it: each node's key file and the list."""
-    keys, key_list = generate_signing_keys(len(ids), client_ids=ids)
-    list_path = tmp_path / "key-list.json"
-    key_list.save(list_path)
-    paths = {}
-    for cid, key in keys.items():
-        paths[cid] = tmp_path / f"client-{cid}.pem"
-        key.save(paths[cid])
-    return {cid: {SIGNING_KEY_KEY: str(paths[cid]), KEY_LIST_KEY: str(list_path)}
-            for cid in ids}, keys, key_list
+def _key_files(tmp_path):
+    """A key set on disk, as an operator distributes it: each node's key file and the list,
+    named in its node config."""
+    paths, list_path = write_signing_keys(tmp_path, N)
+    files = {cid: {SIGNING_KEY_KEY: str(path), KEY_LIST_KEY: str(list_path)}
+             for cid, path in paths.items()}
+    return files, KeyList.load(list_path)
 
 
 @pytest.mark.parametrize("graph", [{}, PLUS], ids=["complete", "secagg+"])
@@ -79,7 +75,7 @@ def test_dropouts_at_every_stage_keep_the_sum_exact(stage, committed):
 
 
 def test_nodes_sign_with_the_key_files_of_their_node_config(tmp_path):
-    files, keys, key_list = _key_files(tmp_path)
+    files, key_list = _key_files(tmp_path)
     assert_exact_sum(_round(toy_app, SecureAggregationSettings(**PLUS, **ON), files), CLIENTS)
     # a node checks the roster against its own key list, not anything the server sends: a
     # list that gives client 5 another key makes that node refuse the roster
@@ -92,7 +88,7 @@ def test_nodes_sign_with_the_key_files_of_their_node_config(tmp_path):
 
 
 def test_a_node_without_a_usable_identity_refuses_with_the_reason(tmp_path):
-    files, _, _ = _key_files(tmp_path)
+    files, _ = _key_files(tmp_path)
     deployed = {0: {"client-id": 0}}  # a deployed node must have the files
     outcome = _round(toy_app, SecureAggregationSettings(**ON), deployed)
     assert ("this node has no signing key: set secagg-signing-key and secagg-key-list"
@@ -154,7 +150,7 @@ def test_a_node_that_requires_the_consistency_check_refuses_a_round_without_it(t
     assert no_files.weighted_sum is None
     assert "it requires the consistency check, which simulation keys would not protect" in (
         no_files.failed[0])
-    files, _, _ = _key_files(tmp_path)
+    files, _ = _key_files(tmp_path)
     with_files = {cid: {**require, **files[cid]} for cid in CLIENTS}
     assert_exact_sum(_round(toy_app, SecureAggregationSettings(**PLUS, **ON), with_files),
                   CLIENTS)

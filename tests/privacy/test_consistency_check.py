@@ -62,6 +62,7 @@ from fedkit.privacy.secagg.signing import (
     roster_statement,
     simulation_signing_keys,
     survivors_statement,
+    write_signing_keys,
 )
 
 N, T = 10, 6
@@ -658,6 +659,7 @@ def test_key_lists_round_trip_through_files(tmp_path):
     key_file = tmp_path / "client-2.pem"
     keys[2].save(key_file)
     assert SigningKey.load(key_file).public == keys[2].public
+    assert key_file.stat().st_mode & 0o077 == 0  # readable by its owner only
     assert "private=<redacted>" in repr(keys[2])
     statement = survivors_statement(_config(True), [1, 2])
     assert loaded.verify(2, keys[2].sign(statement), statement)
@@ -694,6 +696,15 @@ def test_key_list_refuses_a_shared_key_and_bad_ids(tmp_path):
     with pytest.raises(SecAggConfigError, match="signing key file .* not an unencrypted PEM"):
         (tmp_path / "bad.pem").write_text("nonsense")
         SigningKey.load(tmp_path / "bad.pem")
+
+
+def test_a_key_set_is_written_for_distribution(tmp_path):
+    paths, list_path = write_signing_keys(tmp_path / "keys", 3)
+    key_list = KeyList.load(list_path)
+    assert sorted(paths) == [0, 1, 2] and list_path.name == "key-list.json"
+    for cid, path in paths.items():
+        SigningIdentity(SigningKey.load(path), key_list).check_owner(cid)
+        assert path.stat().st_mode & 0o077 == 0
 
 
 def test_simulation_keys_are_a_function_of_the_seed():

@@ -69,6 +69,7 @@ __all__ = [
     "roster_statement",
     "simulation_signing_keys",
     "survivors_statement",
+    "write_signing_keys",
 ]
 
 PUBLIC_KEY_SIZE = 32
@@ -349,6 +350,24 @@ def generate_signing_keys(num_clients: int, *, client_ids: Iterable[int] | None 
     keys = {cid: SigningKey.generate() for cid in ids}
     return keys, KeyList({cid: key.public for cid, key in keys.items()},
                          source="generated key list")
+
+
+def write_signing_keys(folder: str | Path, num_clients: int) -> tuple[dict[int, Path], Path]:
+    """Generate a key set for clients ``0..num_clients-1`` and write it for distribution:
+    ``client-<id>.pem`` (each client's private key, mode 0600: copy it to that client only)
+    and ``key-list.json`` (every client gets the same copy; the server needs none).
+
+    Returns:
+        ``(client id -> its key file, the key list file)``.
+    """
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    keys, key_list = generate_signing_keys(num_clients)
+    paths = {cid: target / f"client-{cid}.pem" for cid in keys}
+    for cid, key in keys.items():
+        key.save(paths[cid])
+    key_list.save(target / "key-list.json")
+    return paths, target / "key-list.json"
 
 
 def simulation_signing_keys(seed: int, num_clients: int) -> tuple[dict[int, SigningKey], KeyList]:
