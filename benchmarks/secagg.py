@@ -16,6 +16,9 @@ Workload: every client holds 100,000 float32 values (weights 1..100, ``max_weigh
    500, SecAgg+ with the same k, no dropout, the option off and on in alternation within each
    of 3 repetitions on the same inputs: bytes each client sends and receives, client and
    server compute, and what the option adds (key ``committed_graph`` of the result file).
+   **Consistency round** (``SecAggConfig(consistency_check=True)``): the same for n = 100 and
+   500 on the complete graph and SecAgg+ (n = 500 complete: one repetition); key
+   ``consistency_check``.
 2. **Flower's Simulation Engine** (``flwr.simulation.run_simulation``, Ray, 1 CPU per actor),
    n = 50 virtual SuperNodes returning a fixed vector: (a) Flower's ``SecAggPlusWorkflow``
    (legacy API: ``DefaultWorkflow`` + ``LegacyContext`` + legacy ``FedAvg``; client
@@ -31,6 +34,7 @@ Usage:
     python benchmarks/secagg.py [--quick] [--skip-flower] [--output PATH]
     python benchmarks/secagg.py --table-only   # README table from the existing result file
     python benchmarks/secagg.py --committed-graph-only  # only that section, into the file
+    python benchmarks/secagg.py --consistency-check-only  # likewise
 
 Writes benchmarks/results/secagg.json and regenerates the README table from it.
 """
@@ -157,27 +161,51 @@ def protocol_row(n: int, graph: str, dropout: float, reps: int) -> dict:
     return row
 
 
-def committed_graph_rows(quick: bool) -> list[dict]:
-    """The cost of ``committed_graph`` (one more stage): SecAgg+ with k = 2 ceil(log2 n), no
-    dropout, the option off and on in alternation within each repetition (same inputs)."""
+# the options' sections: per option, its extra stage, the rows it measures (full, --quick)
+# and how it is set up; n = 500 on the complete graph gets one repetition (it alone takes
+# minutes), every other row three
+OPTIONS = {
+    "committed_graph": {
+        "stage": "reveal_nonce",
+        "cases": ((100, "secagg+"), (500, "secagg+")),
+        "quick_cases": ((10, "secagg+"), (50, "secagg+")),
+        "graphs": "SecAgg+ (k = 2 ceil(log2 n), t = floor((k + 1) / 2) + 1)"},
+    "consistency_check": {
+        "stage": "consistency_check",
+        "cases": ((100, "complete"), (100, "secagg+"), (500, "secagg+"), (500, "complete")),
+        "quick_cases": ((10, "complete"), (50, "secagg+")),
+        "graphs": "complete (SecAgg, k = n - 1) and SecAgg+ (k = 2 ceil(log2 n)), t = "
+                  "floor((k + 1) / 2) + 1; fresh Ed25519 keys per repetition (key generation "
+                  "not timed)"},
+}
+
+
+def _option_reps(n: int, graph: str, quick: bool) -> int:
+    return 1 if quick or (n >= 500 and graph == "complete") else 3
+
+
+def option_rows(option: str, quick: bool) -> list[dict]:
+    """The cost of a protocol option (one more stage): no dropout, the option off and on in
+    alternation within each repetition (same inputs)."""
     import dataclasses
 
     from fedkit.privacy.graph import neighbourhood_size
 
+    spec = OPTIONS[option]
     rows = []
-    for n in (10, 50) if quick else (100, 500):
-        reps = 1 if quick else 3
+    for n, graph in spec["quick_cases" if quick else "cases"]:
+        reps = _option_reps(n, graph, quick)
         start = time.perf_counter()
-        configs = {key: dataclasses.replace(_config(n, "secagg+"), committed_graph=on)
+        configs = {key: dataclasses.replace(_config(n, graph), **{option: on})
                    for key, on in (("off", False), ("on", True))}
         vectors, weights, dropped = _inputs(n, 0.0)
         runs: dict[str, list[dict]] = {"off": [], "on": []}
         for rep in range(reps):
             for key, config in configs.items():
                 runs[key].append(_protocol_run(config, vectors, weights, dropped, rep,
-                                               f"n={n} committed_graph={key}"))
+                                               f"n={n} {graph} {option}={key}"))
         config = configs["on"]
-        row = {"n": n, "graph": "secagg+",
+        row = {"n": n, "graph": graph,
                "num_neighbours": neighbourhood_size(config.num_clients, config.num_neighbours),
                "threshold": config.threshold, "dropout": 0.0, "repetitions": reps}
         for key, config in configs.items():
@@ -191,12 +219,12 @@ def committed_graph_rows(quick: bool) -> list[dict]:
             "bytes_down": on["bytes_down_total"] - off["bytes_down_total"],
             "client_ms": on["client_total_ms"] - off["client_total_ms"],
             "server_s": on["server_total_s"] - off["server_total_s"],
-            "client_ms_reveal_nonce": on["client_ms"]["reveal_nonce"],
-            "server_s_reveal_nonce": on["server_s"]["reveal_nonce"],
+            f"client_ms_{spec['stage']}": on["client_ms"][spec["stage"]],
+            f"server_s_{spec['stage']}": on["server_s"][spec["stage"]],
         }
         rows.append(row)
         a = row["added"]
-        print(f"n={n:4d} secagg+ k={row['num_neighbours']:3d}: committed graph adds "
+        print(f"n={n:4d} {graph:8s} k={row['num_neighbours']:3d}: {option} adds "
               f"{a['bytes_up']:.0f} B up, {a['bytes_down']:.0f} B down per client, client "
               f"{off['client_total_ms']:.2f} -> {on['client_total_ms']:.2f} ms, server "
               f"{off['server_total_s']:.3f} -> {on['server_total_s']:.3f} s "
@@ -204,8 +232,9 @@ def committed_graph_rows(quick: bool) -> list[dict]:
     return rows
 
 
-def committed_graph_section(quick: bool) -> dict:
-    """The ``committed_graph`` section of the result file, with its own machine and load."""
+def option_section(option: str, quick: bool) -> dict:
+    """An option's section of the result file (key ``option``), with its own machine and
+    load."""
     from importlib import metadata
 
     from fedkit.bench import environment_info
@@ -213,13 +242,13 @@ def committed_graph_section(quick: bool) -> dict:
     machine = environment_info()
     machine["packages"]["cryptography"] = metadata.version("cryptography")
     load_start, start = os.getloadavg(), time.perf_counter()
-    rows = committed_graph_rows(quick)
+    rows = option_rows(option, quick)
     return {"machine": machine, "quick": quick, "vector_length": M,
-            "setup": "SecAgg+ (k = 2 ceil(log2 n), t = floor((k + 1) / 2) + 1), no dropout; "
-                     "committed_graph off and on in alternation in each repetition, same "
-                     "inputs; per client: bytes sent / received (median over clients), "
-                     "compute (median over clients); server compute per round; medians "
-                     "over the repetitions; 'added' = on - off",
+            "setup": f"{OPTIONS[option]['graphs']}, no dropout; {option} off and on in "
+                     "alternation in each repetition, same inputs; per client: bytes sent / "
+                     "received (median over clients), compute (median over clients); server "
+                     "compute per round; medians over the repetitions (3; 1 for n = 500 on "
+                     "the complete graph); 'added' = on - off",
             "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
             "wall_seconds": time.perf_counter() - start, "rows": rows}
 
@@ -589,9 +618,10 @@ def main() -> None:
                         help=f"result file (default {RESULT}; --quick: a temporary file)")
     parser.add_argument("--table-only", action="store_true",
                         help="only regenerate the README table from the result file")
-    parser.add_argument("--committed-graph-only", action="store_true",
-                        help="only measure the committed-graph option and write its section "
-                             "(key committed_graph) into the existing result file")
+    for option in OPTIONS:
+        parser.add_argument(f"--{option.replace('_', '-')}-only", action="store_true",
+                            help=f"only measure the {option} option and write its section "
+                                 f"(key {option}) into the existing result file")
     parser.add_argument("--engine-child", choices=("flower", "fedkit"), help=argparse.SUPPRESS)
     parser.add_argument("--nodes", type=int, default=50, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=5, help=argparse.SUPPRESS)
@@ -602,14 +632,15 @@ def main() -> None:
     if args.table_only:
         update_readme(json.loads((args.output or RESULT).read_text()))
         return
-    if args.committed_graph_only:
-        output = args.output or RESULT
-        report = json.loads(output.read_text()) if output.exists() else {}
-        report["committed_graph"] = committed_graph_section(args.quick)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote the committed_graph section of {output}")
-        return
+    for option in OPTIONS:
+        if getattr(args, f"{option}_only"):
+            output = args.output or RESULT
+            report = json.loads(output.read_text()) if output.exists() else {}
+            report[option] = option_section(option, args.quick)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(report, indent=1) + "\n")
+            print(f"wrote the {option} section of {output}")
+            return
     from importlib import metadata
 
     from fedkit.bench import environment_info
@@ -638,7 +669,8 @@ def main() -> None:
     start = time.perf_counter()
     report["protocol"] = protocol_rows(args.quick)
     report["protocol_wall_seconds"] = time.perf_counter() - start
-    report["committed_graph"] = committed_graph_section(args.quick)
+    for option in OPTIONS:
+        report[option] = option_section(option, args.quick)
     if not args.skip_flower:
         nodes, rounds = (10, 1) if args.quick else (50, 5)
         report["flower_engine"] = {"num_nodes": nodes, "timed_rounds": rounds}

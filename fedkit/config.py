@@ -179,6 +179,12 @@ class RunConfig:
             trip per round), so that a server with colluding clients cannot choose an honest
             client's neighbours (``docs/secagg.md``, "Committed graph"). Classification task
             only for now (the submodel task's secure mode refuses it).
+        secagg_consistency_check: Signed keys and a consistency round (one more round trip
+            per round) against a server that shows clients different views of who dropped
+            (``docs/secagg.md``, "Consistency round"). Each node signs with its own key and
+            key list (node config ``secagg-signing-key``, ``secagg-key-list``); a simulated
+            node without them derives simulation keys from ``seed``. Classification task
+            only for now.
         submodel_mode: Submodel task only: ``full`` (full-model FedAvg), ``plain`` (clients
             report their real index sets in clear; rows averaged over their users) or
             ``secure`` (private set union, double randomized response, submodel-aware
@@ -262,6 +268,7 @@ class RunConfig:
     secagg_bits: int = 32
     secagg_max_weight: float = 1_000.0
     secagg_committed_graph: bool = False
+    secagg_consistency_check: bool = False
     submodel_mode: str = "secure"
     submodel_preset: str = "eps2"
     submodel_psu: str = "auto"
@@ -355,6 +362,10 @@ class RunConfig:
             raise ConfigError("config key 'secagg_committed_graph' = true is not supported by "
                               "task 'submodel' yet (its private set union and upload do not "
                               "run the reveal-nonce stage); set it to false")
+        if self.submodel_mode == "secure" and self.secagg_consistency_check:
+            raise ConfigError("config key 'secagg_consistency_check' = true is not supported "
+                              "by task 'submodel' yet (its private set union and upload do "
+                              "not run the consistency stage); set it to false")
         if self.submodel_mode == "secure" and self.clients_per_round < 2:
             raise ConfigError("config key 'submodel_mode' = 'secure' needs clients_per_round "
                               f">= 2, got {self.clients_per_round}")

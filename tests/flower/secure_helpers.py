@@ -6,8 +6,14 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedkit.algorithms.secure_sum import VectorSpec
+from fedkit.bench import read_results
+from fedkit.config import RunConfig
+from fedkit.flower import InProcessGrid, run_inprocess
+from fedkit.flower.apps.checkpoint import load_checkpoint
 from fedkit.flower.secagg.mod import is_secure_stage, secagg_mod
 from fedkit.flower.secagg.records import EXCHANGE_RECORD
+from fedkit.flower.secagg.workflow import SecureAggregation, SecureAggregationSettings
 from fedkit.privacy.secagg import Stage
 
 DIM = 6
@@ -39,6 +45,43 @@ def toy_messages(grid, client_ids) -> list[tuple[Message, int]]:
                               "config": ConfigRecord({"server-round": 1})})
         out.append((Message(content, node_of[cid], "train", group_id="1"), cid))
     return out
+
+
+def node_round(app, settings, node_config=None, *, num_nodes: int = 8):
+    """One secure round of ``app`` with every node's client (client id = partition id);
+    ``node_config`` adds keys to some nodes' config (``{partition id: {key: value}}``)."""
+    grid = InProcessGrid(app, num_nodes=num_nodes, run_config={})
+    for context in grid.contexts.values():
+        context.node_config.update((node_config or {}).get(
+            context.node_config["partition-id"], {}))
+    return SecureAggregation(settings).run(grid, toy_messages(grid, range(num_nodes)),
+                                           spec=VectorSpec(), vector_length=DIM, server_round=3)
+
+
+def rounding_step(contributors, *, num_nodes: int = 8) -> float:
+    """Stochastic rounding's bound on a sum: one quantum (max_weight / scale) per client."""
+    config = SecureAggregationSettings().protocol_config(num_nodes, DIM, round_id=3, run_id=1)
+    return config.max_weight / config.resolved_scale * len(contributors)
+
+
+def assert_exact_sum(outcome, contributors, *, num_nodes: int = 8):
+    """The round summed exactly the weighted vectors of ``contributors``, up to stochastic
+    rounding (:func:`rounding_step`)."""
+    assert outcome.aborted is None, outcome.aborted
+    assert outcome.contributors == tuple(sorted(contributors))
+    total = sum(WEIGHTS[c] * VECTORS[c] for c in contributors)
+    np.testing.assert_allclose(outcome.weighted_sum, total, rtol=0,
+                               atol=rounding_step(contributors, num_nodes=num_nodes))
+
+
+def final_model(tmp_path, base: dict, name: str, engine: str, **changes):
+    """Run fedkit in process with the run config ``base`` and ``changes``; return the
+    checkpoint's final model (one flat vector) and the results file."""
+    cfg = RunConfig(name=name, output_dir=str(tmp_path / name), **{**base, **changes})
+    run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed, engine=engine)
+    arrays = load_checkpoint(cfg.results_dir)["arrays"]
+    return np.concatenate([a.numpy().ravel() for a in arrays.values()]), read_results(
+        cfg.results_dir)
 
 
 def dropping(app, plan: dict[Stage, set[int]], *, after_training: bool = False):

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from secure_helpers import DIM, VECTORS, WEIGHTS, dropping, toy_app, toy_messages
+from secure_helpers import (
+    DIM,
+    assert_exact_sum,
+    dropping,
+    final_model,
+    node_round,
+    rounding_step,
+    toy_app,
+)
 
-from fedkit.algorithms.secure_sum import VectorSpec
-from fedkit.bench import read_results
 from fedkit.config import ConfigError, RunConfig
-from fedkit.flower import InProcessGrid, run_inprocess
-from fedkit.flower.apps.checkpoint import load_checkpoint
 from fedkit.flower.secagg.policy import node_policy
-from fedkit.flower.secagg.workflow import SecureAggregation, SecureAggregationSettings
+from fedkit.flower.secagg.workflow import SecureAggregationSettings
 from fedkit.privacy.secagg import (
     ClientPolicy,
     SecAggConfig,
@@ -31,38 +35,21 @@ PLUS = dict(num_neighbours=4, threshold=0.5)  # k = 4, t = 3 of each 5: SecAgg+
 
 
 def _round(app, settings, node_config=None):
-    grid = InProcessGrid(app, num_nodes=N, run_config={})
-    for context in grid.contexts.values():
-        context.node_config.update((node_config or {}).get(
-            context.node_config["partition-id"], {}))
-    return SecureAggregation(settings).run(grid, toy_messages(grid, CLIENTS), spec=VectorSpec(),
-                                           vector_length=DIM, server_round=3)
-
-
-def _step(contributors) -> float:
-    """Stochastic rounding: under one quantum (max_weight / scale) per client and element."""
-    config = SecureAggregationSettings().protocol_config(N, DIM, round_id=3, run_id=1)
-    return config.max_weight / config.resolved_scale * len(contributors)
-
-
-def _assert_exact(outcome, contributors):
-    assert outcome.aborted is None
-    assert outcome.contributors == tuple(sorted(contributors))
-    total = sum(WEIGHTS[c] * VECTORS[c] for c in contributors)
-    np.testing.assert_allclose(outcome.weighted_sum, total, rtol=0, atol=_step(contributors))
+    return node_round(app, settings, node_config, num_nodes=N)
 
 
 def test_a_round_with_the_option_runs_the_reveal_stage_and_sums_exactly():
     outcome = _round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True))
-    _assert_exact(outcome, CLIENTS)
-    assert list(outcome.stage_seconds) == [s.value for s in Stage]
+    assert_exact_sum(outcome, CLIENTS)
+    assert list(outcome.stage_seconds) == [s.value for s in SecAggConfig(
+        num_clients=N, vector_length=DIM, threshold=3, committed_graph=True).stages]
     assert outcome.bytes_up[Stage.REVEAL_NONCE.value] == N * (22 + 8 + 16)
     assert outcome.bytes_down[Stage.REVEAL_NONCE.value] == N * (22 + 8 + 4 + 32)
     plain = _round(toy_app, SecureAggregationSettings(**PLUS))
     assert Stage.REVEAL_NONCE.value not in plain.stage_seconds  # off: four stages, as before
-    _assert_exact(plain, CLIENTS)  # the same sum, up to each one's rounding
+    assert_exact_sum(plain, CLIENTS)  # the same sum, up to each one's rounding
     np.testing.assert_allclose(outcome.weighted_sum, plain.weighted_sum, rtol=0,
-                               atol=2 * _step(CLIENTS))
+                               atol=2 * rounding_step(CLIENTS))
 
 
 @pytest.mark.parametrize("stage", [Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK])
@@ -70,7 +57,7 @@ def test_dropouts_after_the_reveal_keep_the_sum_exact(stage):
     dropped = {2, 5}
     outcome = _round(dropping(toy_app, {stage: dropped}),
                      SecureAggregationSettings(**PLUS, committed_graph=True))
-    _assert_exact(outcome, CLIENTS if stage is Stage.UNMASK else set(CLIENTS) - dropped)
+    assert_exact_sum(outcome, CLIENTS if stage is Stage.UNMASK else set(CLIENTS) - dropped)
     assert set(outcome.failed) == dropped
 
 
@@ -88,19 +75,11 @@ SMALL = {"num_clients": 12, "clients_per_round": 8, "rounds": 3, "eval_every": 3
          "secagg_neighbours": 4}
 
 
-def _final_model(tmp_path, name, engine, **changes):
-    cfg = RunConfig(name=name, output_dir=str(tmp_path / name), **{**SMALL, **changes})
-    run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed, engine=engine)
-    arrays = load_checkpoint(cfg.results_dir)["arrays"]
-    return np.concatenate([a.numpy().ravel() for a in arrays.values()]), read_results(
-        cfg.results_dir)
-
-
 @pytest.mark.parametrize("engine", ["sequential", "batched"])
 def test_a_run_with_secagg_committed_graph_ends_with_the_model_of_the_run_without(tmp_path,
                                                                                   engine):
-    without, plain = _final_model(tmp_path, "without", engine)
-    committed, results = _final_model(tmp_path, "committed", engine,
+    without, plain = final_model(tmp_path, SMALL, "without", engine)
+    committed, results = final_model(tmp_path, SMALL, "committed", engine,
                                       secagg_committed_graph=True)
     assert all(r["secagg_aborted"] is False and r["num_replies"] == 8
                for r in results["rounds"])
@@ -127,12 +106,12 @@ def test_a_node_that_requires_a_committed_graph_refuses_a_round_without_it():
     outcome = _round(toy_app, SecureAggregationSettings(**PLUS), {3: require})
     assert ("client 3 refuses the round: the SecAgg+ graph (k = 4 of a cohort of 8) is not "
             "committed" in outcome.failed[3])
-    _assert_exact(outcome, [c for c in CLIENTS if c != 3])
+    assert_exact_sum(outcome, [c for c in CLIENTS if c != 3])
     # every node requires it: no round without the option, an exact one with it
     everyone = dict.fromkeys(CLIENTS, require)
     refused = _round(toy_app, SecureAggregationSettings(**PLUS), everyone)
     assert refused.weighted_sum is None and "below threshold" in refused.aborted
-    _assert_exact(_round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True),
+    assert_exact_sum(_round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True),
                          everyone), CLIENTS)
 
 

@@ -19,6 +19,7 @@ from secure_helpers import (
     WEIGHTS,
     corrupt_payload,
     dropping,
+    final_model,
     replay_previous_reply,
     rewrite_request,
     toy_app,
@@ -30,7 +31,6 @@ from fedkit.algorithms.secure_sum import VectorSpec
 from fedkit.bench import read_results
 from fedkit.config import ConfigError, RunConfig
 from fedkit.flower import InProcessGrid, run_inprocess, run_rounds
-from fedkit.flower.apps.checkpoint import load_checkpoint
 from fedkit.flower.apps.client_app import app as client_app
 from fedkit.flower.apps.client_delta import GradientStore
 from fedkit.flower.apps.server_app import make_strategy
@@ -133,19 +133,11 @@ SMALL = {"num_clients": 12, "clients_per_round": 5, "rounds": 4, "eval_every": 2
          "progress": False, "checkpoint_every": 4}
 
 
-def final_model(tmp_path, name, engine, **changes):
-    cfg = RunConfig(name=name, output_dir=str(tmp_path / name), **{**SMALL, **changes})
-    run_inprocess(cfg.to_dict(), num_nodes=cfg.num_clients, seed=cfg.seed, engine=engine)
-    arrays = load_checkpoint(cfg.results_dir)["arrays"]
-    return np.concatenate([a.numpy().ravel() for a in arrays.values()]), read_results(
-        cfg.results_dir)
-
-
 @pytest.mark.parametrize("engine", ["sequential", "batched"])
 @pytest.mark.parametrize("algorithm", ["fedavg", "fedlaavg"])
 def test_secure_run_ends_with_the_model_of_the_plain_run(tmp_path, algorithm, engine):
-    plain, _ = final_model(tmp_path, "plain", engine, algorithm=algorithm)
-    secure, results = final_model(tmp_path, "secure", engine, algorithm=algorithm,
+    plain, _ = final_model(tmp_path, SMALL, "plain", engine, algorithm=algorithm)
+    secure, results = final_model(tmp_path, SMALL, "secure", engine, algorithm=algorithm,
                                   secure_aggregation=True)
     assert all(r["secagg_aborted"] is False and r["num_replies"] == 5
                for r in results["rounds"])

@@ -29,6 +29,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pytest
+from adversary import strip_masks
 
 from fedkit.privacy.graph import (
     DIGEST_SIZE,
@@ -41,22 +42,22 @@ from fedkit.privacy.graph import (
     roster_root,
 )
 from fedkit.privacy.hazmat import shamir
-from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyPair, derive_key
-from fedkit.privacy.hazmat.prg import MaskExpander
-from fedkit.privacy.quantize import dequantize
+from fedkit.privacy.hazmat.keys import KEY_SIZE, KeyPair
 from fedkit.privacy.secagg import (
     AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
     KeysBroadcast,
     RevealNonce,
     RosterCommitment,
     SecAggAbort,
     SecAggClient,
     SecAggConfig,
-    SecAggConfigError,
     SecAggProtocolError,
     SecAggServer,
     SecAggStateError,
     Stage,
+    UnmaskRequest,
     decode_message,
     run_secagg,
 )
@@ -133,15 +134,8 @@ def _rebuild_input(config: SecAggConfig, keys: dict[int, tuple[bytes, bytes]],
     digests = {cid: key_digest(*pair_) for cid, pair_ in keys.items()}
     neighbours = communication_graph(list(keys), K, graph_seed(digests, run_id=RUN,
                                                                round_id=ROUND))[VICTIM]
-    clean = np.array(masked, copy=True)
-    expander = MaskExpander(clean.size, bits=config.bits)
-    expander.add_into(clean, derive_key(self_seed, purpose="self-mask", run_id=RUN,
-                                        round_id=ROUND, u=VICTIM, v=VICTIM), sign=-1)
-    for w in sorted(neighbours):
-        seed = derive_key(pair.exchange(keys[w][1]), purpose="mask", run_id=RUN,
-                          round_id=ROUND, u=VICTIM, v=w)
-        expander.add_into(clean, seed, sign=-1 if VICTIM < w else +1)
-    return dequantize(clean, scale=config.resolved_scale, bits=config.bits) * config.max_weight
+    return strip_masks(config, masked, VICTIM, self_seed,
+                       [(w, pair.exchange(keys[w][1])) for w in sorted(neighbours)])
 
 
 def test_without_the_option_re_rolling_one_colluders_keys_exposes_the_victims_input():
@@ -497,18 +491,13 @@ def test_a_client_without_the_option_refuses_a_roster_with_nonces():
         clients[0].share_keys(decode_message(with_nonces.to_bytes()))
 
 
-def test_config_fields_and_stages():
+def test_config_stages():
+    # the fields of both options: tests/privacy/test_consistency_check.py
     on, off = _config(True), _config(False)
-    assert "committed_graph" not in off.to_fields()  # encodes exactly as before the option
-    assert on.to_fields()["committed_graph"] is True
-    assert SecAggConfig.from_fields(on.to_fields()).to_fields() == on.to_fields()
-    old = SecAggConfig.from_fields(off.to_fields())  # a field set of before the option
-    assert old.committed_graph is False and old.to_fields() == off.to_fields()
-    assert on.stages == tuple(Stage)
+    assert on.stages == (Stage.ADVERTISE_KEYS, Stage.REVEAL_NONCE, Stage.SHARE_KEYS,
+                         Stage.MASKED_INPUT, Stage.UNMASK)
     assert off.stages == (Stage.ADVERTISE_KEYS, Stage.SHARE_KEYS, Stage.MASKED_INPUT,
                           Stage.UNMASK)
-    with pytest.raises(SecAggConfigError, match="committed_graph=1 must be a bool"):
-        _config(1)
 
 
 @pytest.mark.parametrize("message", [
@@ -517,6 +506,18 @@ def test_config_fields_and_stages():
                   MappingProxyType({1: bytes(range(16)), 4: bytes(16)})),
     RosterCommitment(9, 2, 3, 30, bytes(range(32))),
     RevealNonce(9, 2, 3, bytes(range(16))),
+    # consistency_check (tests/privacy/test_consistency_check.py)
+    AdvertiseKeys(9, 2, 5, bytes(range(32)), bytes(32), b"", bytes(range(64))),
+    AdvertiseKeys(9, 2, 5, bytes(range(32)), bytes(32), bytes(range(1, 33)),
+                  bytes(range(64))),
+    KeysBroadcast(9, 2, MappingProxyType({1: bytes(64)}), MappingProxyType({4: bytes(16)}),
+                  signatures=MappingProxyType({1: bytes(range(64)), 4: bytes(64)})),
+    KeysBroadcast(9, 2, MappingProxyType({1: bytes(64)}), MappingProxyType({4: bytes(16)}),
+                  MappingProxyType({1: bytes(range(16)), 4: bytes(16)}),
+                  MappingProxyType({1: bytes(range(64)), 4: bytes(64)})),
+    UnmaskRequest(9, 2, (1, 2, 5), (3,), MappingProxyType({1: bytes(64), 5: bytes(range(64))})),
+    ConsistencyRequest(9, 2, 3, (1, 3, 8)),
+    ConsistencySignature(9, 2, 3, bytes(range(64))),
 ])
 def test_wire_format_round_trip_of_the_options_messages(message):
     data = message.to_bytes()

@@ -10,8 +10,9 @@
   each reply is then masked with :func:`~fedkit.flower.secagg.mod.masked_input_content`; a
   reply without arrays passes on as is (the client leaves the protocol), and an error reply
   passes on after the client's protocol state is dropped;
-* the other stages (advertise keys, reveal nonce, share keys, unmask) are not accepted: the
-  grid runs them through the ClientApp, i.e. through ``secagg_mod`` itself, one at a time.
+* the other stages (advertise keys, reveal nonce, share keys, consistency check, unmask) are
+  not accepted: the grid runs them through the ClientApp, i.e. through ``secagg_mod`` itself,
+  one at a time.
 
 Importing this module attaches the wrapper as ``secagg_mod.wrap_batch``, which is how
 :func:`~fedkit.flower.runtime.batching.batch_handler` finds it (fedkit's ClientApp imports it).

@@ -11,7 +11,14 @@ it is deleted when the instance ends or a stage fails, so a later round starts c
 
 Before it opens an instance, the node holds the server's parameters to its own floor
 (:func:`~fedkit.flower.secagg.policy.node_policy`, from its node config): a request below it
-is refused before any key exists (``docs/secagg.md``, "Client-side policy").
+is refused before any key exists (``docs/secagg.md``, "Client-side policy"). With the
+consistency check the client signs with the node's own identity
+(:func:`~fedkit.flower.secagg.identity.node_identity`: its key and key list from its node
+config), read again at every stage and never saved with the protocol state.
+
+The saved record holds ``state`` (:meth:`SecAggClient.to_state`, versioned: a state of
+another version is refused with a clear error) and ``consistency-check`` (whether the
+instance needs the node's identity to be restored).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Callable
 
 from flwr.app import ConfigRecord, Context
 
+from fedkit.flower.secagg.identity import node_identity
 from fedkit.flower.secagg.policy import node_policy
 from fedkit.flower.secagg.records import CONFIG_PREFIX, read_config
 from fedkit.privacy.secagg import (
@@ -49,7 +57,8 @@ def _restore(context: Context, cls: type[SecAggClient], record: ConfigRecord,
             f"client {record.get('client-id')}: {phase} of round {record.get('server-round')} "
             "arrived but this node holds no protocol state (it missed an earlier stage or "
             "restarted)")
-    client = cls.from_state(None, saved["state"])
+    identity = node_identity(context) if saved.get("consistency-check", False) else None
+    client = cls.from_state(None, saved["state"], identity=identity)
     # parameters travel once, when the instance opens; a later request that states any of
     # them again must state the same values
     stated = {k[len(CONFIG_PREFIX):]: v for k, v in record.items() if k.startswith(CONFIG_PREFIX)}
@@ -83,6 +92,8 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
     Raises:
         SecAggPolicyError: The opening request's parameters are below this node's policy
             (its ``secagg-min-*`` node config, else the defaults); nothing is created.
+        SecAggConfigError: The consistency check without a usable signing identity on
+            this node (:func:`~fedkit.flower.secagg.identity.node_identity`).
         SecAggError: Any failed protocol check; the node's protocol state is deleted.
     """
     phase = str(record.get("phase"))
@@ -91,7 +102,11 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
             config = read_config(record)
             client_id = int(record["client-id"])
             node_policy(context.node_config).check(config, client_id=client_id)
-            client = open_fn(config, client_id) if open_fn else cls(config, client_id)
+            if open_fn is not None:
+                client = open_fn(config, client_id)
+            else:
+                identity = node_identity(context) if config.consistency_check else None
+                client = cls(config, client_id, identity=identity)
             out = client.advertise_keys()
         else:
             client = _restore(context, cls, record, phase)
@@ -104,6 +119,8 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
                 if masked_fn is None:
                     raise SecAggProtocolError(f"{phase}: this node has no input for it")
                 out = masked_fn(client, request)
+            elif stage is Stage.CONSISTENCY_CHECK:
+                out = client.consistency_check(request)
             else:
                 out = client.unmask(request)
     except Exception:
@@ -112,5 +129,6 @@ def client_stage(context: Context, stage: Stage, record: ConfigRecord, *,
     if client.stage is None:
         forget_protocol_state(context)
     else:
-        context.state[PROTOCOL_STATE_KEY] = ConfigRecord({"state": client.to_state()})
+        context.state[PROTOCOL_STATE_KEY] = ConfigRecord({
+            "state": client.to_state(), "consistency-check": client.config.consistency_check})
     return out.to_bytes()

@@ -11,7 +11,10 @@ in deployment); a key that is absent keeps the policy's default. Keys:
 * ``secagg-allowed-bits`` -> ``allowed_bits``: ``"32,64"`` (``64`` or ``"64"`` allows only 64);
 * ``secagg-max-clip`` -> ``max_clip``: no bound;
 * ``secagg-require-committed-graph`` -> ``require_committed_graph``: false (``true``,
-  ``"true"`` or 1 refuses a SecAgg+ round without a committed graph).
+  ``"true"`` or 1 refuses a SecAgg+ round without a committed graph);
+* ``secagg-require-consistency-check`` -> ``require_consistency_check``: false (``true``
+  refuses a round without signed keys and the consistency round; such a node signs only with
+  the key files of :mod:`fedkit.flower.secagg.identity`, never with simulation keys).
 
 See ``docs/deployment.md`` and ``docs/secagg.md`` ("Client-side policy").
 """
@@ -32,6 +35,7 @@ NODE_POLICY_KEYS = {
     "secagg-allowed-bits": "allowed_bits",
     "secagg-max-clip": "max_clip",
     "secagg-require-committed-graph": "require_committed_graph",
+    "secagg-require-consistency-check": "require_consistency_check",
 }
 
 
@@ -65,7 +69,7 @@ def node_policy(node_config: Mapping[str, Any]) -> ClientPolicy:
         try:
             if name == "allowed_bits":
                 values[name] = _bits(raw)
-            elif name == "require_committed_graph":
+            elif name in ("require_committed_graph", "require_consistency_check"):
                 values[name] = _flag(raw)
             elif name in ("min_threshold", "min_neighbours"):
                 if isinstance(raw, bool) or float(raw) != int(raw):

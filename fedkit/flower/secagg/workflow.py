@@ -2,7 +2,8 @@
 
 :class:`SecureAggregation` replaces the plain "send the train messages, collect the replies"
 step of a round. Given the strategy's train messages it runs the stages of
-:func:`fedkit.privacy.secagg.run_stages` (four; five with ``committed_graph``) with those
+:func:`fedkit.privacy.secagg.run_stages` (four; one more each with ``committed_graph`` and
+``consistency_check``) with those
 clients over one :class:`~fedkit.flower.secagg.exchange.Exchange`; the masked-input request
 also carries the strategy's train content and the
 :class:`~fedkit.algorithms.secure_sum.VectorSpec`, and the client
@@ -62,6 +63,10 @@ class SecureAggregationSettings:
         committed_graph: Fix the SecAgg+ graph by commit-reveal (one more round trip, the
             reveal-nonce stage), so that colluding clients cannot choose it
             (``docs/secagg.md``, "Committed graph").
+        consistency_check: Signed keys and the consistency round (one more round trip)
+            against a server that shows clients different views of who dropped
+            (``docs/secagg.md``, "Consistency round"); each client signs with its node's own
+            key (:mod:`fedkit.flower.secagg.identity`).
     """
 
     num_neighbours: int = 0
@@ -70,6 +75,7 @@ class SecureAggregationSettings:
     bits: int = 32
     max_weight: float = 1_000.0
     committed_graph: bool = False
+    consistency_check: bool = False
 
     def __post_init__(self) -> None:
         if self.num_neighbours < 0:
@@ -83,7 +89,8 @@ class SecureAggregationSettings:
         """The settings from a :class:`~fedkit.config.RunConfig`."""
         return cls(num_neighbours=cfg.secagg_neighbours, threshold=cfg.secagg_threshold,
                    clip=cfg.secagg_clip, bits=cfg.secagg_bits, max_weight=cfg.secagg_max_weight,
-                   committed_graph=cfg.secagg_committed_graph)
+                   committed_graph=cfg.secagg_committed_graph,
+                   consistency_check=cfg.secagg_consistency_check)
 
     def protocol_config(self, num_clients: int, vector_length: int, *, round_id: int,
                         run_id: int, weighted: bool = True) -> SecAggConfig:
@@ -101,7 +108,8 @@ class SecureAggregationSettings:
                             bits=self.bits, max_weight=self.max_weight if weighted else 1.0,
                             round_id=round_id,
                             run_id=run_id & _RUN_ID_MASK,
-                            committed_graph=self.committed_graph)
+                            committed_graph=self.committed_graph,
+                            consistency_check=self.consistency_check)
 
 
 class SecureAggregation:

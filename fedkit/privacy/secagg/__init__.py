@@ -6,7 +6,11 @@ et al. 2017, Fig. 4; on a k-regular graph, Bell et al. 2020): advertise keys
 (:class:`KeysBroadcast`), share keys (:class:`ShareKeys`, :class:`SharesBroadcast`), masked
 input (:class:`MaskedInput`, :class:`UnmaskRequest`) and unmask (:class:`UnmaskResponse`);
 with ``committed_graph``, a reveal-nonce stage after advertise keys
-(:class:`RosterCommitment`, :class:`RevealNonce`) fixes the SecAgg+ graph by commit-reveal.
+(:class:`RosterCommitment`, :class:`RevealNonce`) fixes the SecAgg+ graph by commit-reveal;
+with ``consistency_check``, keys are signed with long-term keys
+(:mod:`fedkit.privacy.secagg.signing`) and a consistency stage before unmask
+(:class:`ConsistencyRequest`, :class:`ConsistencySignature`) makes every revealing client
+agree on who dropped.
 Order: client clip -> weight -> quantise -> mask; server unmask -> dequantise -> divide.
 Primitives live in :mod:`fedkit.privacy.hazmat`. See docs/secagg.md for the messages, checks
 and parameters.
@@ -42,6 +46,8 @@ from fedkit.privacy.secagg._driver import SecAggReport, run_secagg, run_secagg_r
 from fedkit.privacy.secagg._messages import (
     WIRE_VERSION,
     AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
     KeysBroadcast,
     MaskedInput,
     RevealNonce,
@@ -55,12 +61,16 @@ from fedkit.privacy.secagg._messages import (
 from fedkit.privacy.secagg._policy import ClientPolicy, SecAggPolicyError
 from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
 from fedkit.privacy.secagg._stages import StageRun, StageTransport, run_stages
+from fedkit.privacy.secagg.signing import KeyList, SigningIdentity, SigningKey
 
 __all__ = [
     "WIRE_VERSION",
     "AdvertiseKeys",
     "ClientPolicy",
+    "ConsistencyRequest",
+    "ConsistencySignature",
     "HeadroomError",
+    "KeyList",
     "KeysBroadcast",
     "MaskedInput",
     "RevealNonce",
@@ -78,6 +88,8 @@ __all__ = [
     "SecAggStateError",
     "ShareKeys",
     "SharesBroadcast",
+    "SigningIdentity",
+    "SigningKey",
     "Stage",
     "StageRun",
     "StageTransport",

@@ -27,13 +27,22 @@ from fedkit.privacy.quantize import quantize
 from fedkit.privacy.secagg._config import (
     SecAggAbort,
     SecAggConfig,
+    SecAggConfigError,
     SecAggError,
     SecAggProtocolError,
     SecAggStateError,
     Stage,
 )
+from fedkit.privacy.secagg._consistency import (
+    agreed_lists,
+    check_consistency_signatures,
+    check_roster_signatures,
+    check_survivors,
+)
 from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
     KeysBroadcast,
     MaskedInput,
     RevealNonce,
@@ -43,10 +52,17 @@ from fedkit.privacy.secagg._messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from fedkit.privacy.secagg.signing import (
+    SigningIdentity,
+    roster_statement,
+    survivors_statement,
+)
 
 __all__ = ["SecAggClient", "check_round", "share_plaintext_header"]
 
-_STATE_VERSION = 3  # 2: roster_ids; roster keys of neighbours only. 3: nonce, committed root
+# 2: roster_ids; roster keys of neighbours only. 3: nonce, committed root.
+# 4: survivors (U3) and neighbours' neighbourhoods of the consistency round
+_STATE_VERSION = 4
 
 
 def check_round(message, config: SecAggConfig, receiver: str) -> None:
@@ -59,6 +75,21 @@ def check_round(message, config: SecAggConfig, receiver: str) -> None:
         )
 
 
+def _checked_identity(config: SecAggConfig, client_id: int,
+                      identity: SigningIdentity | None) -> SigningIdentity | None:
+    """The identity a client of ``config`` signs with (``None`` without the consistency
+    check); refuses a missing one or one whose key list lists another key for the client."""
+    if not config.consistency_check:
+        return identity
+    if not isinstance(identity, SigningIdentity):
+        raise SecAggConfigError(
+            f"client {client_id}: the instance runs the consistency check (consistency_check"
+            "), which needs this client's signing key and the operator's key list "
+            f"(identity=SigningIdentity(...)), got {type(identity).__name__}")
+    identity.check_owner(client_id)
+    return identity
+
+
 def share_plaintext_header(config: SecAggConfig, sender: int, receiver: int) -> bytes:
     """The 32-byte header inside every share plaintext: run, round, sender, receiver."""
     return struct.pack(">QQQQ", config.run_id, config.round_id, sender, receiver)
@@ -68,20 +99,28 @@ class SecAggClient:
     """One client of one secure-aggregation round: its stages, each callable exactly once.
 
     Call :meth:`advertise_keys`, (with ``committed_graph`` only) :meth:`reveal_nonce`,
-    :meth:`share_keys`, :meth:`masked_input`, :meth:`unmask` in this order
-    (``config.stages``), each with the previous server message. A failed check raises and
-    leaves the client stopped: every later call raises :class:`SecAggStateError`.
+    :meth:`share_keys`, :meth:`masked_input`, (with ``consistency_check`` only)
+    :meth:`consistency_check`, :meth:`unmask` in this order (``config.stages``), each with
+    the previous server message. A failed check raises and leaves the client stopped: every
+    later call raises :class:`SecAggStateError`.
 
     Args:
         config: The round's configuration (identical on every party).
         client_id: This client's stable id (``0 <= id < 2^64``).
         rng: Generator for stochastic rounding (not secret); default: seeded by the OS.
+        identity: This client's long-term signing key and the operator's key list, from the
+            client's own configuration; required with ``consistency_check`` (else unused).
+
+    Raises:
+        SecAggConfigError: ``consistency_check`` without an identity, or an identity whose
+            key list does not give ``client_id`` its public key.
     """
 
     config_class: type[SecAggConfig] = SecAggConfig  # what from_state rebuilds
 
     def __init__(
-        self, config: SecAggConfig, client_id: int, *, rng: np.random.Generator | None = None
+        self, config: SecAggConfig, client_id: int, *, rng: np.random.Generator | None = None,
+        identity: SigningIdentity | None = None,
     ) -> None:
         if isinstance(client_id, bool) or not isinstance(client_id, int):
             raise SecAggProtocolError(f"client_id={client_id!r} must be an integer")
@@ -89,6 +128,7 @@ class SecAggClient:
             raise SecAggProtocolError(f"client_id={client_id} must be in [0, 2^64)")
         self.config = config
         self.client_id = client_id
+        self._identity = _checked_identity(config, client_id, identity)
         self._rng = rng if rng is not None else np.random.default_rng()
         self._next = 0  # index into config.stages; len(stages) = finished, -1 = stopped
         self._enc = KeyPair.generate()
@@ -105,6 +145,9 @@ class SecAggClient:
         self._self_seed = b""
         self._share_keys: dict[int, bytes] = {}
         self._received: dict[int, tuple[int, int]] = {}
+        # consistency round: the U3 it signed, its neighbours' neighbourhoods (SecAgg+ only)
+        self._survivors: frozenset[int] = frozenset()
+        self._neighbourhoods: dict[int, frozenset[int]] = {}
 
     @property
     def stage(self) -> Stage | None:
@@ -137,16 +180,20 @@ class SecAggClient:
 
     def advertise_keys(self) -> AdvertiseKeys:
         """Stage 0: return this round's two fresh public keys (encryption, masking) and,
-        with ``committed_graph``, the commitment to a fresh graph nonce."""
+        with ``committed_graph``, the commitment to a fresh graph nonce; with
+        ``consistency_check``, signed with the client's long-term key."""
         self._enter(Stage.ADVERTISE_KEYS)
         c = self.config
-        commitment = b""
+        commitment = signature = b""
         if c.committed_graph:
             commitment = nonce_commitment(self._nonce, client_id=self.client_id,
                                           run_id=c.run_id, round_id=c.round_id)
-        msg = AdvertiseKeys(
-            c.run_id, c.round_id, self.client_id, self._enc.public, self._mask.public, commitment
-        )
+        if c.consistency_check:
+            digest = key_digest(self._enc.public, self._mask.public)
+            signature = self._identity.signing_key.sign(
+                roster_statement(c, self.client_id, digest, commitment))
+        msg = AdvertiseKeys(c.run_id, c.round_id, self.client_id, self._enc.public,
+                            self._mask.public, commitment, signature)
         self._leave(Stage.ADVERTISE_KEYS)
         return msg
 
@@ -166,16 +213,7 @@ class SecAggClient:
         """
         self._enter(Stage.REVEAL_NONCE)
         c, me = self.config, self.client_id
-        if not isinstance(commitment, RosterCommitment):
-            raise SecAggProtocolError(
-                f"client {me} expected a RosterCommitment, got {type(commitment).__name__}"
-            )
-        check_round(commitment, c, f"client {me}")
-        if commitment.recipient != me:
-            raise SecAggProtocolError(
-                f"client {me} received the roster commitment addressed to client "
-                f"{commitment.recipient}"
-            )
+        self._check_addressed(commitment, RosterCommitment, "the roster commitment")
         if commitment.roster_size > c.num_clients:
             raise SecAggProtocolError(
                 f"client {me}: committed roster has {commitment.roster_size} clients, expected "
@@ -193,9 +231,13 @@ class SecAggClient:
     def share_keys(self, broadcast: KeysBroadcast) -> ShareKeys:
         """Stage 1: check the roster, then Shamir-share the self-mask seed and masking key.
 
+        With ``consistency_check`` every roster entry must carry a valid signature under
+        the key the client's key list gives its id, before anything is shared.
+
         Raises:
             SecAggProtocolError: Wrong round, own keys not echoed, duplicate keys, too many
-                clients.
+                clients; with ``consistency_check`` a roster client outside the key list or
+                an entry without a valid signature.
             SecAggAbort: Fewer than ``threshold`` clients in this client's neighbourhood.
         """
         self._enter(Stage.SHARE_KEYS)
@@ -253,7 +295,11 @@ class SecAggClient:
             )
         else:
             seed = graph_seed(digests, run_id=c.run_id, round_id=c.round_id)
-        self._neighbours = communication_graph(roster, c.num_neighbours, seed)[me]
+        self._check_signed_roster(broadcast, digests)
+        graph = communication_graph(roster, c.num_neighbours, seed)
+        self._neighbours = graph[me]
+        if c.consistency_check and len(self._neighbours) < len(roster) - 1:
+            self._neighbourhoods = {v: graph[v] for v in self._neighbours}
         missing = sorted(self._neighbours - set(keys))
         if missing:
             raise SecAggProtocolError(
@@ -285,6 +331,23 @@ class SecAggClient:
             ciphertexts[h] = aead.encrypt(key, plaintext, associated=ad)
         self._leave(Stage.SHARE_KEYS)
         return ShareKeys(c.run_id, c.round_id, me, MappingProxyType(ciphertexts))
+
+    def _check_signed_roster(self, broadcast: KeysBroadcast, digests: dict[int, bytes]) -> None:
+        """With ``consistency_check``: every roster entry signed (else no signatures)."""
+        c, me = self.config, self.client_id
+        signatures = getattr(broadcast, "signatures", {})
+        if not c.consistency_check:
+            if signatures:
+                raise SecAggProtocolError(
+                    f"client {me}: the roster carries key signatures, but this instance has "
+                    "no consistency check")
+            return
+        commitments = {}
+        if c.committed_graph:  # the roster root check follows; here only what was signed
+            commitments = {cid: nonce_commitment(nonce, client_id=cid, run_id=c.run_id,
+                                                 round_id=c.round_id)
+                           for cid, nonce in broadcast.nonces.items() if cid in digests}
+        check_roster_signatures(self._identity, c, me, digests, commitments, signatures)
 
     def _committed_seed(self, nonces, digests: dict[int, bytes]) -> bytes:
         """The graph seed from the revealed nonces, once they and the roster reproduce the
@@ -431,15 +494,19 @@ class SecAggClient:
 
     # -- pieces of the masked-input stage, shared with fedkit.privacy.submodel -------
     def _check_shares_broadcast(self, broadcast: SharesBroadcast) -> None:
-        c, me = self.config, self.client_id
-        if not isinstance(broadcast, SharesBroadcast):
+        self._check_addressed(broadcast, SharesBroadcast, "shares")
+
+    def _check_addressed(self, message: object, expected: type, what: str) -> None:
+        """Refuse a message of another type, run or round, or addressed to another client."""
+        me = self.client_id
+        if not isinstance(message, expected):
             raise SecAggProtocolError(
-                f"client {me} expected a SharesBroadcast, got {type(broadcast).__name__}"
+                f"client {me} expected a {expected.__name__}, got {type(message).__name__}"
             )
-        check_round(broadcast, c, f"client {me}")
-        if broadcast.recipient != me:
+        check_round(message, self.config, f"client {me}")
+        if message.recipient != me:
             raise SecAggProtocolError(
-                f"client {me} received shares addressed to client {broadcast.recipient}"
+                f"client {me} received {what} addressed to client {message.recipient}"
             )
 
     def _weight_fraction(self, weight: float) -> float:
@@ -519,14 +586,58 @@ class SecAggClient:
         for v in sorted(self._senders):
             expander.add_into(masked, self._mask_seed(v), sign=+1 if me < v else -1)
 
+    def consistency_check(self, request: ConsistencyRequest) -> ConsistencySignature:
+        """Consistency stage (``consistency_check`` only): check the survivors set U3 the
+        server sends and sign it.
+
+        Raises:
+            SecAggProtocolError: Not a :class:`ConsistencyRequest`, wrong round or recipient,
+                an id outside the roster, this client not in U3, or a neighbour in U3 that
+                never shared keys with it.
+            SecAggAbort: Fewer than ``threshold`` of itself and its senders in U3.
+            SecAggStateError: Out of order, or ``consistency_check`` is off.
+        """
+        self._enter(Stage.CONSISTENCY_CHECK)
+        c, me = self.config, self.client_id
+        self._check_addressed(request, ConsistencyRequest, "the survivors set")
+        self._survivors = check_survivors(c, me, request.survivors, self._roster_ids,
+                                          self._neighbours, self._senders)
+        signature = self._identity.signing_key.sign(survivors_statement(c, self._survivors))
+        self._leave(Stage.CONSISTENCY_CHECK)
+        return ConsistencySignature(c.run_id, c.round_id, me, signature)
+
+    def _agreed_request(self, request: UnmaskRequest) -> tuple[frozenset[int], frozenset[int]]:
+        """With ``consistency_check``: the alive and dropped lists of the U3 this client
+        signed, once enough signatures on that very U3 cover every share it will reveal."""
+        c, me = self.config, self.client_id
+        alive, dropped = agreed_lists(me, request.alive, request.dropped, self._survivors,
+                                      self._senders)
+        owners = (alive & (self._senders | {me})) | dropped
+        if len(self._neighbours) == len(self._roster_ids) - 1:
+            groups = dict.fromkeys(owners, self._roster_ids)  # complete: one neighbourhood
+        else:
+            groups = {v: (self._neighbourhoods[v] | {v}) if v != me else self._neighbours | {me}
+                      for v in owners}
+        check_consistency_signatures(self._identity, c, me, self._survivors,
+                                     request.signatures, groups)
+        return alive, dropped
+
     def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
         """Stage 3: reveal self-mask shares of alive clients and key shares of dropped ones.
+
+        With ``consistency_check`` the lists must be those of the U3 this client signed, and
+        enough of the forwarded signatures must be on that U3
+        (docs/secagg.md, "Consistency round"), or nothing is revealed.
 
         Raises:
             SecAggProtocolError: Wrong round; alive and dropped overlap (the server would get
                 both secrets of a client); this client not listed alive; an unknown id; a
-                client that shared keys with this one listed as neither.
-            SecAggAbort: Fewer than ``threshold`` clients alive.
+                client that shared keys with this one listed as neither; with
+                ``consistency_check``, lists that disagree with the signed U3, a signer
+                outside it or this client's own signature missing; without it, signatures.
+            SecAggAbort: Fewer than ``threshold`` clients alive; with ``consistency_check``,
+                fewer than ``threshold`` valid signatures on its U3 in the neighbourhood of a
+                client whose share it would reveal.
         """
         self._enter(Stage.UNMASK)
         c, me = self.config, self.client_id
@@ -535,7 +646,14 @@ class SecAggClient:
                 f"client {me} expected an UnmaskRequest, got {type(request).__name__}"
             )
         check_round(request, c, f"client {me}")
-        alive, dropped = frozenset(request.alive), frozenset(request.dropped)
+        if c.consistency_check:
+            alive, dropped = self._agreed_request(request)
+        elif request.signatures:
+            raise SecAggProtocolError(
+                f"client {me}: the unmask request carries consistency signatures, but this "
+                "instance has no consistency check")
+        else:
+            alive, dropped = frozenset(request.alive), frozenset(request.dropped)
         both = alive & dropped
         if both:
             raise SecAggProtocolError(
@@ -580,7 +698,9 @@ class SecAggClient:
         """Serialise the client between two stages (it holds private keys: keep it local).
 
         A Flower client runs each stage in a separate ClientApp call, so the state lives in
-        the node's ``context.state`` between them; :meth:`from_state` restores it.
+        the node's ``context.state`` between them; :meth:`from_state` restores it. The
+        long-term signing identity is not part of it: it stays in the client's configuration
+        and is passed to :meth:`from_state` again.
         """
         state = {
             "version": _STATE_VERSION,
@@ -600,13 +720,16 @@ class SecAggClient:
             "nonce": self._nonce.hex(),
             "root": self._root.hex(),
             "roster_size": self._roster_size,
+            "survivors": sorted(self._survivors),
+            "neighbourhoods": {str(v): sorted(n) for v, n in self._neighbourhoods.items()},
             **self._extra_state(),
         }
         return json.dumps(state, separators=(",", ":")).encode()
 
     @classmethod
     def from_state(
-        cls, config: SecAggConfig | None, data: bytes, *, rng: np.random.Generator | None = None
+        cls, config: SecAggConfig | None, data: bytes, *, rng: np.random.Generator | None = None,
+        identity: SigningIdentity | None = None,
     ) -> SecAggClient:
         """Restore :meth:`to_state`'s output.
 
@@ -616,11 +739,14 @@ class SecAggClient:
                 sends the parameters once, when it opens the instance).
             data: What :meth:`to_state` returned.
             rng: Stochastic-rounding generator of the restored client.
+            identity: The client's signing identity (required with ``consistency_check``).
 
         Raises:
-            SecAggStateError: Unreadable state, another state version, or a ``config`` that
-                differs from the one the client started the round with (the server may not
-                change the parameters mid-round).
+            SecAggStateError: Unreadable state, another state version, a missing or
+                malformed field (named), or a ``config`` that differs from the one the
+                client started the round with (the server may not change the parameters
+                mid-round).
+            SecAggConfigError: ``consistency_check`` without a matching identity.
         """
         try:
             state = json.loads(bytes(data).decode())
@@ -632,41 +758,58 @@ class SecAggClient:
                 f"secure-aggregation client state has version {version!r}, "
                 f"expected {_STATE_VERSION}"
             )
+        saved = state.get("config")
+        if not isinstance(saved, dict):
+            raise SecAggStateError("secure-aggregation client state lacks the parameters it "
+                                   "started with (field 'config')")
         if config is None:
             try:
-                config = cls.config_class.from_fields(state["config"])
+                config = cls.config_class.from_fields(saved)
             except SecAggError as exc:
                 raise SecAggStateError(f"secure-aggregation client state: {exc}") from exc
-        if state["config"] != config.to_fields():
+        if saved != config.to_fields():
             raise SecAggStateError(
-                f"client {state['client_id']}: the round's parameters changed between stages "
-                f"(started with {state['config']}, now {config.to_fields()})"
+                f"client {state.get('client_id')}: the round's parameters changed between "
+                f"stages (started with {saved}, now {config.to_fields()})"
             )
         client = cls.__new__(cls)  # no fresh key pairs: they are restored below
         client.config = config
-        client.client_id = int(state["client_id"])
+        try:
+            client._restore_fields(state)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise SecAggStateError(
+                f"secure-aggregation client state (version {version}) has a missing or "
+                f"malformed field: {type(exc).__name__} {exc}") from exc
+        client._identity = _checked_identity(config, client.client_id, identity)
         client._rng = rng if rng is not None else np.random.default_rng()
-        client._next = int(state["next"])
-        client._enc = KeyPair.from_private_bytes(bytes.fromhex(state["enc"]))
-        client._mask = KeyPair.from_private_bytes(bytes.fromhex(state["mask"]))
-        client._roster = {
-            int(c): (bytes.fromhex(e), bytes.fromhex(m)) for c, (e, m) in state["roster"].items()
-        }
-        client._roster_ids = frozenset(int(c) for c in state["roster_ids"])
-        client._neighbours = frozenset(int(c) for c in state["neighbours"])
-        client._senders = frozenset(int(c) for c in state["senders"])
-        own_b, own_k = state["own_shares"]
-        client._own_shares = (int(own_b), int(own_k))
-        client._self_seed = bytes.fromhex(state["self_seed"])
-        client._share_keys = {int(c): bytes.fromhex(k) for c, k in state["share_keys"].items()}
-        client._received = {
-            int(c): (int(b), int(k)) for c, (b, k) in state["received"].items()
-        }
-        client._nonce = bytes.fromhex(state["nonce"])
-        client._root = bytes.fromhex(state["root"])
-        client._roster_size = int(state["roster_size"])
         client._restore_extra_state(state)
         return client
+
+    def _restore_fields(self, state: dict) -> None:
+        """Set the protocol fields from a decoded :meth:`to_state` dict."""
+        self.client_id = int(state["client_id"])
+        self._next = int(state["next"])
+        self._enc = KeyPair.from_private_bytes(bytes.fromhex(state["enc"]))
+        self._mask = KeyPair.from_private_bytes(bytes.fromhex(state["mask"]))
+        self._roster = {
+            int(c): (bytes.fromhex(e), bytes.fromhex(m)) for c, (e, m) in state["roster"].items()
+        }
+        self._roster_ids = frozenset(int(c) for c in state["roster_ids"])
+        self._neighbours = frozenset(int(c) for c in state["neighbours"])
+        self._senders = frozenset(int(c) for c in state["senders"])
+        own_b, own_k = state["own_shares"]
+        self._own_shares = (int(own_b), int(own_k))
+        self._self_seed = bytes.fromhex(state["self_seed"])
+        self._share_keys = {int(c): bytes.fromhex(k) for c, k in state["share_keys"].items()}
+        self._received = {
+            int(c): (int(b), int(k)) for c, (b, k) in state["received"].items()
+        }
+        self._nonce = bytes.fromhex(state["nonce"])
+        self._root = bytes.fromhex(state["root"])
+        self._roster_size = int(state["roster_size"])
+        self._survivors = frozenset(int(c) for c in state["survivors"])
+        self._neighbourhoods = {int(v): frozenset(int(c) for c in n)
+                                for v, n in state["neighbourhoods"].items()}
 
     def _extra_state(self) -> dict:
         """JSON-able state a subclass adds to :meth:`to_state` (none here)."""

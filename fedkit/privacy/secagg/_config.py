@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 _U64 = (1 << 64) - 1
-_OPTIONS = ("committed_graph",)  # bool fields to_fields leaves out when off
+_OPTIONS = ("committed_graph", "consistency_check")  # bool fields to_fields leaves out when off
 
 
 class SecAggError(Exception):
@@ -54,13 +54,15 @@ class Stage(enum.Enum):
 
     The four stages of the semi-honest protocol always run; an optional stage runs only when
     its option of :class:`SecAggConfig` is on (:attr:`SecAggConfig.stages`):
-    ``REVEAL_NONCE`` with ``committed_graph``.
+    ``REVEAL_NONCE`` with ``committed_graph``, ``CONSISTENCY_CHECK`` with
+    ``consistency_check``.
     """
 
     ADVERTISE_KEYS = "advertise_keys"
     REVEAL_NONCE = "reveal_nonce"
     SHARE_KEYS = "share_keys"
     MASKED_INPUT = "masked_input"
+    CONSISTENCY_CHECK = "consistency_check"
     UNMASK = "unmask"
 
 
@@ -101,6 +103,15 @@ class SecAggConfig:
             commits to the roster, then every member reveals its nonce and the seed hashes
             them all, so no party -- colluders who see the honest keys first included -- can
             choose the graph. Costs one round trip (docs/secagg.md, "Committed graph").
+        consistency_check: Run Bonawitz et al.'s signed keys and ConsistencyCheck round
+            (stage ``CONSISTENCY_CHECK`` between masked input and unmask) against an active
+            server: every client signs its keys with a long-term Ed25519 key and checks
+            every roster entry against the operator's key list
+            (:mod:`fedkit.privacy.secagg.signing`), then signs the set of survivors and
+            reveals shares only once enough clients signed the very same set, so the server
+            cannot show clients different views of who dropped. Each client needs a
+            :class:`~fedkit.privacy.secagg.signing.SigningIdentity`; costs one round trip
+            (docs/secagg.md, "Consistency round").
 
     Raises:
         SecAggConfigError: On an invalid field.
@@ -123,6 +134,7 @@ class SecAggConfig:
     round_id: int = 0
     run_id: int = 0
     committed_graph: bool = False
+    consistency_check: bool = False
     resolved_scale: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,10 +150,11 @@ class SecAggConfig:
         _check_float("max_weight", self.max_weight)
         _check_int("round_id", self.round_id, 0)
         _check_int("run_id", self.run_id, 0)
-        if not isinstance(self.committed_graph, bool):
-            raise SecAggConfigError(
-                f"committed_graph={self.committed_graph!r} must be a bool (True or False)"
-            )
+        for option in _OPTIONS:
+            if not isinstance(getattr(self, option), bool):
+                raise SecAggConfigError(
+                    f"{option}={getattr(self, option)!r} must be a bool (True or False)"
+                )
         bound = self.element_bound
         if self.scale is None:
             scale = max_scale(self.num_clients, bound, self.bits)
@@ -177,8 +190,9 @@ class SecAggConfig:
 
         ``num_neighbours = None`` becomes 0 and ``scale`` its resolved value, so
         ``type(cfg).from_fields(cfg.to_fields()).to_fields() == cfg.to_fields()``. An option
-        that is off (``committed_graph=False``) is left out, so a config without options
-        encodes exactly as before they existed, and a field set without it reads as off.
+        that is off (``committed_graph``, ``consistency_check``) is left out, so a config
+        without options encodes exactly as before they existed, and a field set without it
+        reads as off.
         """
         out: dict[str, int | float] = {}
         for f in dataclasses.fields(self):
@@ -216,6 +230,8 @@ class SecAggConfig:
         off = set()
         if not self.committed_graph:
             off.add(Stage.REVEAL_NONCE)
+        if not self.consistency_check:
+            off.add(Stage.CONSISTENCY_CHECK)
         return tuple(s for s in Stage if s not in off)
 
     @property

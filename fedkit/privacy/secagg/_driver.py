@@ -17,6 +17,7 @@ from fedkit.privacy.secagg._config import SecAggConfig, SecAggProtocolError, Sta
 from fedkit.privacy.secagg._messages import MaskedInput, SharesBroadcast, decode_message
 from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
 from fedkit.privacy.secagg._stages import run_stages
+from fedkit.privacy.secagg.signing import SigningIdentity, generate_signing_keys
 
 __all__ = ["SecAggReport", "drive_round", "run_secagg", "run_secagg_ring"]
 
@@ -50,8 +51,21 @@ class SecAggReport:
     bytes_down: dict[int, dict[Stage, int]] = field(default_factory=dict)
 
 
-def _identity(stage: Stage, direction: str, client_id: int, data: bytes) -> bytes:
+def _untampered(stage: Stage, direction: str, client_id: int, data: bytes) -> bytes:
     return data
+
+
+def _identities(config: SecAggConfig, ids: list[int],
+                identities: Mapping[int, SigningIdentity] | None
+                ) -> dict[int, SigningIdentity | None]:
+    """Each client's signing identity: the given ones, fresh keys with the consistency
+    check when none are given (every client here is in-process), else none."""
+    if identities is not None:
+        return {cid: identities.get(cid) for cid in ids}
+    if not config.consistency_check:
+        return dict.fromkeys(ids)
+    keys, key_list = generate_signing_keys(len(ids), client_ids=ids)
+    return {cid: SigningIdentity(keys[cid], key_list) for cid in ids}
 
 
 def run_secagg(
@@ -62,6 +76,7 @@ def run_secagg(
     *,
     rng: np.random.Generator | None = None,
     tamper_fn: TamperFn | None = None,
+    identities: Mapping[int, SigningIdentity] | None = None,
 ) -> tuple[np.ndarray, SecAggReport]:
     """Run one full round in this process, every message through its wire format.
 
@@ -78,6 +93,8 @@ def run_secagg(
         rng: Root of the clients' stochastic-rounding generators (not secret).
         tamper_fn: Test seam ``(stage, "up" | "down", client id, bytes) -> bytes`` applied to
             every serialised message (``"up"``: client to server).
+        identities: Per client id its signing identity (``consistency_check``); ``None``
+            generates a fresh key set for the clients here.
 
     Returns:
         ``(weighted_sum, report)``; ``report.result.mean`` is the weighted mean.
@@ -103,8 +120,9 @@ def run_secagg(
         weight_of = dict(weights) if isinstance(weights, Mapping) else dict(enumerate(weights))
     root = rng if rng is not None else np.random.default_rng()
     ids = sorted(inputs)
+    signing = _identities(config, ids, identities)
     clients = {
-        cid: SecAggClient(config, cid, rng=child)
+        cid: SecAggClient(config, cid, rng=child, identity=signing[cid])
         for cid, child in zip(ids, root.spawn(len(ids)), strict=True)
     }
     report = drive_round(
@@ -123,6 +141,7 @@ def run_secagg_ring(
     dropouts: Mapping[Stage, set[int]] | None = None,
     *,
     tamper_fn: TamperFn | None = None,
+    identities: Mapping[int, SigningIdentity] | None = None,
 ) -> tuple[np.ndarray, SecAggReport]:
     """Run one round on vectors already in Z_{2^bits}; return their exact sum mod 2^bits.
 
@@ -137,6 +156,7 @@ def run_secagg_ring(
         config: The round's configuration (``clip``, ``scale`` and ``max_weight`` unused).
         dropouts: ``{stage: ids that drop before sending that stage's message}``.
         tamper_fn: Test seam, as in :func:`run_secagg`.
+        identities: Signing identities, as in :func:`run_secagg`.
 
     Returns:
         ``(ring_sum, report)``: the survivors' sum mod 2^bits (``report.result.ring_sum``);
@@ -153,7 +173,8 @@ def run_secagg_ring(
     """
     inputs = dict(vectors) if isinstance(vectors, Mapping) else dict(enumerate(vectors))
     ids = sorted(inputs)
-    clients = {cid: SecAggClient(config, cid) for cid in ids}
+    signing = _identities(config, ids, identities)
+    clients = {cid: SecAggClient(config, cid, identity=signing[cid]) for cid in ids}
     report = drive_round(
         clients,
         SecAggServer(config, client_ids=ids),
@@ -173,7 +194,7 @@ class _DirectTransport:
                  decode_fn: Callable[[bytes], object]) -> None:
         self.clients, self.submit_fn, self.decode_fn = clients, submit_fn, decode_fn
         self.dropouts = {stage: set(ids) for stage, ids in (dropouts or {}).items()}
-        self.tamper = tamper_fn or _identity
+        self.tamper = tamper_fn or _untampered
         ids = sorted(clients)
         self.stage_seconds: dict[int, dict[Stage, float]] = {cid: {} for cid in ids}
         self.bytes_up: dict[int, dict[Stage, int]] = {cid: {} for cid in ids}
@@ -192,6 +213,8 @@ class _DirectTransport:
             return client.share_keys(request)
         if stage is Stage.MASKED_INPUT:
             return self.submit_fn(cid, request)
+        if stage is Stage.CONSISTENCY_CHECK:
+            return client.consistency_check(request)
         return client.unmask(request)
 
     def exchange(self, stage: Stage, requests: Mapping[int, object | None]

@@ -11,11 +11,19 @@ With ``committed_graph`` (docs/secagg.md, "Committed graph") ``AdvertiseKeys`` e
 nonce per roster client in increasing id order; two messages carry the reveal-nonce stage:
 ``RosterCommitment`` (type 12) and ``RevealNonce`` (type 13). Without the option nothing is
 appended: those messages are byte for byte what they were before it existed.
+
+With ``consistency_check`` (docs/secagg.md, "Consistency round") ``AdvertiseKeys`` ends with
+the client's 64-byte Ed25519 signature (after the commitment, if any), ``KeysBroadcast`` with
+``u32 count | 64-byte signature * count`` (after the nonces, if any), one per roster client in
+increasing id order, and ``UnmaskRequest`` with ``u32 count | (u64 id | 64-byte signature) *
+count``; two messages carry the consistency stage: ``ConsistencyRequest`` (type 16) and
+``ConsistencySignature`` (type 17). Without the option nothing is appended.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
@@ -26,10 +34,13 @@ from fedkit.privacy.graph import COMMITMENT_SIZE, DIGEST_SIZE, NONCE_SIZE
 from fedkit.privacy.hazmat.keys import KEY_SIZE
 from fedkit.privacy.hazmat.prg import ring_dtype
 from fedkit.privacy.secagg._config import SecAggProtocolError
+from fedkit.privacy.secagg.signing import SIGNATURE_SIZE
 
 __all__ = [
     "WIRE_VERSION",
     "AdvertiseKeys",
+    "ConsistencyRequest",
+    "ConsistencySignature",
     "KeysBroadcast",
     "MaskedInput",
     "RevealNonce",
@@ -102,6 +113,30 @@ def _ids(values) -> bytes:
     return struct.pack(f">I{len(values)}Q", len(values), *values)
 
 
+def _roster_block(values, roster: list[int], size: int, what: str) -> bytes:
+    """``u32 count | value * count`` with one ``size``-byte value per roster id, in id order.
+
+    Raises:
+        SecAggProtocolError: A missing id or a value of the wrong size (one pass, O(n)).
+    """
+    block = b"".join(bytes(values.get(c, b"")) for c in roster)
+    if len(values) != len(roster) or len(block) != size * len(roster):
+        raise SecAggProtocolError(
+            f"KeysBroadcast needs one {size}-byte {what} per roster client: "
+            f"{len(roster)} clients, {what}s for {len(values)}"
+        )
+    return struct.pack(">I", len(roster)) + block
+
+
+def _read_roster_block(reader: _Reader, roster: list[int], size: int, what: str) -> dict:
+    (count,) = reader.unpack(">I")
+    if count != len(roster):
+        raise SecAggProtocolError(
+            f"KeysBroadcast message has {count} {what}s for a roster of {len(roster)}"
+        )
+    return {cid: reader.take(size) for cid in roster}
+
+
 def _blobs(mapping) -> bytes:
     parts = [struct.pack(">I", len(mapping))]
     for cid in sorted(mapping):
@@ -136,17 +171,29 @@ class _Message:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(run_id={self.run_id}, round_id={self.round_id}, ...)"
 
+    @classmethod
+    def _id_and(cls, data: bytes, read: Callable[[_Reader], object]) -> tuple:
+        """Decode a message whose body is ``u64 id`` and one value ``read`` takes; return
+        ``(run_id, round_id, id, value)``."""
+        reader, run_id, round_id = cls._open(data)
+        (cid,) = reader.unpack(">Q")
+        value = read(reader)
+        reader.done()
+        return run_id, round_id, cid, value
+
 
 @dataclass(frozen=True, repr=False)
 class AdvertiseKeys(_Message):
     """Stage 0, client -> server: the client's two fresh X25519 public keys and, with
-    ``committed_graph``, its 32-byte commitment to its graph nonce (else empty)."""
+    ``committed_graph``, its 32-byte commitment to its graph nonce (else empty), and with
+    ``consistency_check`` its 64-byte Ed25519 signature of the roster entry (else empty)."""
 
     TYPE: ClassVar[int] = 1
     client_id: int
     enc_public: bytes
     mask_public: bytes
     commitment: bytes = b""
+    signature: bytes = b""
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
@@ -156,6 +203,7 @@ class AdvertiseKeys(_Message):
             + self.enc_public
             + self.mask_public
             + self.commitment
+            + self.signature
         )
 
     @classmethod
@@ -164,10 +212,14 @@ class AdvertiseKeys(_Message):
         reader, run_id, round_id = cls._open(data)
         (cid,) = reader.unpack(">Q")
         enc, mask = reader.take(KEY_SIZE), reader.take(KEY_SIZE)
-        # the optional commitment is exactly 32 bytes; anything else is trailing bytes
-        commitment = reader.take(COMMITMENT_SIZE) if reader.remaining() == COMMITMENT_SIZE else b""
+        # the optional commitment (32) and signature (64) fill the rest exactly; anything
+        # else is trailing bytes
+        rest = reader.remaining()
+        commitment = reader.take(COMMITMENT_SIZE) if rest in (
+            COMMITMENT_SIZE, COMMITMENT_SIZE + SIGNATURE_SIZE) else b""
+        signature = reader.take(SIGNATURE_SIZE) if reader.remaining() == SIGNATURE_SIZE else b""
         reader.done()
-        return cls(run_id, round_id, cid, enc, mask, commitment)
+        return cls(run_id, round_id, cid, enc, mask, commitment, signature)
 
 
 @dataclass(frozen=True, repr=False)
@@ -177,31 +229,30 @@ class KeysBroadcast(_Message):
     :func:`fedkit.privacy.graph.key_digest`) for the other clients; the same message with
     every key in full (no digests) serves every client. With ``committed_graph`` it also
     carries every roster client's revealed nonce (``nonces``, else empty): with the digests,
-    all a client needs to recompute the committed roster root and the graph seed."""
+    all a client needs to recompute the committed roster root and the graph seed. With
+    ``consistency_check`` it carries every roster client's signature of its roster entry
+    (``signatures``, else empty), which the client checks against its key list."""
 
     TYPE: ClassVar[int] = 2
     public_keys: MappingProxyType  # int -> bytes (64)
     digests: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     nonces: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    signatures: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format.
 
         Raises:
-            SecAggProtocolError: Nonces given, but not exactly one per roster client.
+            SecAggProtocolError: Nonces or signatures given, but not exactly one per roster
+                client.
         """
         out = self._header() + _blobs(self.public_keys) + _blobs(self.digests)
-        if not self.nonces:
-            return out
         roster = sorted(set(self.public_keys) | set(self.digests))
-        # one pass: a missing id or a block of the wrong length refuses (O(n) per recipient)
-        block = b"".join(self.nonces.get(c, b"") for c in roster)
-        if len(self.nonces) != len(roster) or len(block) != NONCE_SIZE * len(roster):
-            raise SecAggProtocolError(
-                f"KeysBroadcast needs one {NONCE_SIZE}-byte nonce per roster client: "
-                f"{len(roster)} clients, nonces for {len(self.nonces)}"
-            )
-        return out + struct.pack(">I", len(roster)) + block
+        if self.nonces:
+            out += _roster_block(self.nonces, roster, NONCE_SIZE, "nonce")
+        if self.signatures:
+            out += _roster_block(self.signatures, roster, SIGNATURE_SIZE, "signature")
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeysBroadcast:
@@ -209,19 +260,22 @@ class KeysBroadcast(_Message):
         reader, run_id, round_id = cls._open(data)
         keys = reader.blobs(2 * KEY_SIZE)
         digests = reader.blobs(DIGEST_SIZE)
-        nonces: dict[int, bytes] = {}
         roster = sorted(set(keys) | set(digests))
-        # the optional nonces fill the rest exactly; anything else is trailing bytes
-        if roster and reader.remaining() == 4 + NONCE_SIZE * len(roster):
-            (count,) = reader.unpack(">I")
-            if count != len(roster):
-                raise SecAggProtocolError(
-                    f"{cls.__name__} message has {count} nonces for a roster of {len(roster)}"
-                )
-            nonces = {cid: reader.take(NONCE_SIZE) for cid in roster}
+        # the optional nonces and signatures fill the rest exactly (their sizes differ for
+        # any roster size); anything else is trailing bytes
+        nonces: dict[int, bytes] = {}
+        signatures: dict[int, bytes] = {}
+        with_nonces, with_signatures = (4 + NONCE_SIZE * len(roster),
+                                        4 + SIGNATURE_SIZE * len(roster))
+        rest = reader.remaining()
+        if roster and rest in (with_nonces, with_nonces + with_signatures):
+            nonces = _read_roster_block(reader, roster, NONCE_SIZE, "nonce")
+        if roster and reader.remaining() == with_signatures:
+            signatures = _read_roster_block(reader, roster, SIGNATURE_SIZE, "signature")
         reader.done()
         check_disjoint_roster(keys, digests, cls.__name__)
-        return cls(run_id, round_id, keys, digests, MappingProxyType(nonces))
+        return cls(run_id, round_id, keys, digests, MappingProxyType(nonces),
+                   MappingProxyType(signatures))
 
 
 def check_disjoint_roster(keys, digests, name: str) -> None:
@@ -248,11 +302,7 @@ class ShareKeys(_Message):
     @classmethod
     def from_bytes(cls, data: bytes) -> ShareKeys:
         """Decode; raises :class:`SecAggProtocolError` on malformed input."""
-        reader, run_id, round_id = cls._open(data)
-        (cid,) = reader.unpack(">Q")
-        blobs = reader.blobs()
-        reader.done()
-        return cls(run_id, round_id, cid, blobs)
+        return cls(*cls._id_and(data, _Reader.blobs))
 
 
 @dataclass(frozen=True, repr=False)
@@ -270,11 +320,7 @@ class SharesBroadcast(_Message):
     @classmethod
     def from_bytes(cls, data: bytes) -> SharesBroadcast:
         """Decode; raises :class:`SecAggProtocolError` on malformed input."""
-        reader, run_id, round_id = cls._open(data)
-        (recipient,) = reader.unpack(">Q")
-        blobs = reader.blobs()
-        reader.done()
-        return cls(run_id, round_id, recipient, blobs)
+        return cls(*cls._id_and(data, _Reader.blobs))
 
 
 @dataclass(frozen=True, repr=False)
@@ -306,23 +352,51 @@ class MaskedInput(_Message):
 
 @dataclass(frozen=True, repr=False)
 class UnmaskRequest(_Message):
-    """Stage 2 -> 3, server -> all: who sent a masked input (alive) and who did not (dropped)."""
+    """Stage 2 -> 3, server -> all: who sent a masked input (alive) and who did not (dropped).
+
+    With ``consistency_check`` it also carries the consistency signatures the server
+    collected (``signatures``: signer id -> 64-byte signature of the survivors set U3; else
+    empty): the client reveals nothing unless enough of them sign the U3 it signed.
+    """
 
     TYPE: ClassVar[int] = 6
     alive: tuple[int, ...]
     dropped: tuple[int, ...]
+    signatures: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def to_bytes(self) -> bytes:
         """Encode with the versioned wire format."""
-        return self._header() + _ids(self.alive) + _ids(self.dropped)
+        out = self._header() + _ids(self.alive) + _ids(self.dropped)
+        if not self.signatures:
+            return out
+        ids = sorted(self.signatures)
+        if any(len(self.signatures[c]) != SIGNATURE_SIZE for c in ids):
+            raise SecAggProtocolError(f"UnmaskRequest signatures must be {SIGNATURE_SIZE} "
+                                      "bytes each")
+        return out + struct.pack(">I", len(ids)) + b"".join(
+            struct.pack(">Q", c) + bytes(self.signatures[c]) for c in ids)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UnmaskRequest:
         """Decode; raises :class:`SecAggProtocolError` on malformed input."""
         reader, run_id, round_id = cls._open(data)
         alive, dropped = reader.ids(), reader.ids()
+        signatures: dict[int, bytes] = {}
+        rest = reader.remaining()
+        entry = 8 + SIGNATURE_SIZE
+        # the optional signatures fill the rest exactly; anything else is trailing bytes
+        if rest >= 4 and (rest - 4) % entry == 0:
+            (count,) = reader.unpack(">I")
+            if count * entry != rest - 4:
+                raise SecAggProtocolError(
+                    f"{cls.__name__} message has {rest} trailing bytes, not {count} signatures")
+            for _ in range(count):
+                (cid,) = reader.unpack(">Q")
+                signatures[cid] = reader.take(SIGNATURE_SIZE)
+            _check_sorted(tuple(signatures) if len(signatures) == count else (0, 0),
+                          cls.__name__)
         reader.done()
-        return cls(run_id, round_id, alive, dropped)
+        return cls(run_id, round_id, alive, dropped, MappingProxyType(signatures))
 
 
 @dataclass(frozen=True, repr=False)
@@ -408,11 +482,44 @@ class RevealNonce(_Message):
     @classmethod
     def from_bytes(cls, data: bytes) -> RevealNonce:
         """Decode; raises :class:`SecAggProtocolError` on malformed input."""
-        reader, run_id, round_id = cls._open(data)
-        (cid,) = reader.unpack(">Q")
-        nonce = reader.take(NONCE_SIZE)
-        reader.done()
-        return cls(run_id, round_id, cid, nonce)
+        return cls(*cls._id_and(data, lambda reader: reader.take(NONCE_SIZE)))
+
+
+@dataclass(frozen=True, repr=False)
+class ConsistencyRequest(_Message):
+    """Consistency stage, server -> one client: the survivors U3, i.e. the clients whose
+    masked input the server received (``u64 recipient | ids``, 8 bytes per survivor)."""
+
+    TYPE: ClassVar[int] = 16
+    recipient: int
+    survivors: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + struct.pack(">Q", self.recipient) + _ids(self.survivors)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ConsistencyRequest:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        return cls(*cls._id_and(data, _Reader.ids))
+
+
+@dataclass(frozen=True, repr=False)
+class ConsistencySignature(_Message):
+    """Consistency stage, client -> server: its 64-byte Ed25519 signature of the U3 it got."""
+
+    TYPE: ClassVar[int] = 17
+    client_id: int
+    signature: bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode with the versioned wire format."""
+        return self._header() + struct.pack(">Q", self.client_id) + self.signature
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ConsistencySignature:
+        """Decode; raises :class:`SecAggProtocolError` on malformed input."""
+        return cls(*cls._id_and(data, lambda reader: reader.take(SIGNATURE_SIZE)))
 
 
 _TYPES: dict[int, type[_Message]] = {
@@ -427,6 +534,8 @@ _TYPES: dict[int, type[_Message]] = {
         UnmaskResponse,
         RosterCommitment,
         RevealNonce,
+        ConsistencyRequest,
+        ConsistencySignature,
     )
 }
 

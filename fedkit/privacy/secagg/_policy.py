@@ -19,7 +19,11 @@ Default floors (each a field of :class:`ClientPolicy`):
 * ring bits in ``{32, 64}``; no bound on the clipping range;
 * a committed graph (``SecAggConfig.committed_graph``) only if ``require_committed_graph``:
   off by default; on, the client refuses a SecAgg+ instance whose graph the server and
-  colluding clients could grind (a complete graph has nothing to grind and passes).
+  colluding clients could grind (a complete graph has nothing to grind and passes);
+* the consistency round (``SecAggConfig.consistency_check``) only if
+  ``require_consistency_check``: off by default; on, the client refuses any instance without
+  signed keys and the consistency check, which an active server could otherwise attack with
+  split views of who dropped.
 
 Order: the check runs on the opening request, before key generation; the later stages
 already refuse any change of the parameters (``docs/secagg.md``, "Client-side policy").
@@ -74,6 +78,9 @@ class ClientPolicy:
         require_committed_graph: Refuse a SecAgg+ instance (a graph that is not complete)
             without ``committed_graph``, whose graph colluding clients could choose by
             re-rolling their keys (docs/secagg.md, "Committed graph"). Default False.
+        require_consistency_check: Refuse an instance without ``consistency_check`` (signed
+            keys and the consistency round against an active server's split views,
+            docs/secagg.md, "Consistency round"), on any graph. Default False.
 
     Raises:
         SecAggConfigError: On an invalid field.
@@ -93,6 +100,7 @@ class ClientPolicy:
     allowed_bits: frozenset[int] = frozenset({32, 64})
     max_clip: float | None = None
     require_committed_graph: bool = False
+    require_consistency_check: bool = False
 
     def __post_init__(self) -> None:
         f = self.min_threshold_fraction
@@ -114,9 +122,9 @@ class ClientPolicy:
         if c is not None and (isinstance(c, bool) or not isinstance(c, int | float)
                               or not math.isfinite(c) or c <= 0):
             raise SecAggConfigError(f"max_clip = {c!r}, expected a positive number or None")
-        if not isinstance(self.require_committed_graph, bool):
-            raise SecAggConfigError(f"require_committed_graph = "
-                                    f"{self.require_committed_graph!r}, expected a bool")
+        for name in ("require_committed_graph", "require_consistency_check"):
+            if not isinstance(getattr(self, name), bool):
+                raise SecAggConfigError(f"{name} = {getattr(self, name)!r}, expected a bool")
 
     def threshold_floor(self, degree: int) -> int:
         """The least threshold accepted in a neighbourhood of ``degree + 1`` clients."""
@@ -165,6 +173,9 @@ class ClientPolicy:
             problems.append(f"the SecAgg+ graph (k = {degree} of a cohort of "
                             f"{config.num_clients}) is not committed (committed_graph off), "
                             "but this client requires it (secagg-require-committed-graph)")
+        if self.require_consistency_check and not config.consistency_check:
+            problems.append("the consistency check is off (consistency_check), but this "
+                            "client requires it (secagg-require-consistency-check)")
         if problems:
             who = "this client" if client_id is None else f"client {client_id}"
             raise SecAggPolicyError(f"{who} refuses the round: " + "; ".join(problems))

@@ -32,6 +32,8 @@ from fedkit.privacy.secagg._config import (
 )
 from fedkit.privacy.secagg._messages import (
     AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
     KeysBroadcast,
     MaskedInput,
     RevealNonce,
@@ -50,6 +52,7 @@ _EXPECTED = {
     Stage.REVEAL_NONCE: RevealNonce,
     Stage.SHARE_KEYS: ShareKeys,
     Stage.MASKED_INPUT: MaskedInput,
+    Stage.CONSISTENCY_CHECK: ConsistencySignature,
     Stage.UNMASK: UnmaskResponse,
 }
 
@@ -101,7 +104,11 @@ class SecAggServer:
     close the stage with :meth:`broadcast_keys`, :meth:`route_shares`,
     :meth:`request_unmask` and finally :meth:`aggregate`. Each closes once, in order. With
     ``committed_graph``, :meth:`commit_roster` closes advertise-keys and
-    :meth:`broadcast_keys` the reveal-nonce stage.
+    :meth:`broadcast_keys` the reveal-nonce stage. With ``consistency_check``,
+    :meth:`request_consistency` closes masked-input (each survivor's
+    :meth:`consistency_request_for` carries the survivors set U3) and :meth:`request_unmask`
+    the consistency stage; the server only relays the clients' signatures (the key list is
+    the clients' business) and a client that does not sign is out of the unmask stage.
 
     Args:
         config: The round's configuration.
@@ -132,6 +139,12 @@ class SecAggServer:
         self._alive: frozenset[int] = frozenset()
         self._dropped: frozenset[int] = frozenset()
         self._responses: dict[int, UnmaskResponse] = {}
+        # consistency round: roster signatures, then the signatures of U3
+        self._key_signatures: dict[int, bytes] = {}
+        self._signature_view: MappingProxyType = MappingProxyType({})  # shared by keys_for
+        self._consistency: dict[int, bytes] = {}
+        self._consistency_view: MappingProxyType | None = None  # complete graph: shared
+        self._survivor_ids: tuple[int, ...] = ()
 
     @property
     def stage(self) -> Stage | None:
@@ -180,12 +193,14 @@ class SecAggServer:
             Stage.REVEAL_NONCE: self._keys,
             Stage.SHARE_KEYS: self._keys,
             Stage.MASKED_INPUT: self._shares,
-            Stage.UNMASK: self._masked,
+            Stage.CONSISTENCY_CHECK: self._masked,
+            Stage.UNMASK: self._consistency if self.config.consistency_check else self._masked,
         }[stage]
         done = {
             Stage.REVEAL_NONCE: self._nonces,
             Stage.SHARE_KEYS: self._shares,
             Stage.MASKED_INPUT: self._masked,
+            Stage.CONSISTENCY_CHECK: self._consistency,
             Stage.UNMASK: self._responses,
         }[stage]
         if cid in done:
@@ -207,6 +222,8 @@ class SecAggServer:
         elif stage is Stage.MASKED_INPUT:
             self._add_masked(message)
             self._masked.add(cid)
+        elif stage is Stage.CONSISTENCY_CHECK:
+            self._consistency[cid] = bytes(message.signature)
         else:
             self._check_response(message)
             self._responses[cid] = message
@@ -247,9 +264,17 @@ class SecAggServer:
                 f"AdvertiseKeys from client {cid} carries a nonce commitment, but this "
                 "instance has no committed graph; rejected"
             )
+        signature = bytes(getattr(message, "signature", b""))
+        if bool(signature) != self.config.consistency_check:
+            has = "carries a key signature, but this instance has no" if signature else (
+                "has no key signature, but this instance runs the")
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from client {cid} {has} consistency check; rejected")
         self._keys[cid] = (bytes(message.enc_public), bytes(message.mask_public))
         if commitment:
             self._commitments[cid] = commitment
+        if signature:
+            self._key_signatures[cid] = signature
 
     def _receive_nonce(self, message: RevealNonce) -> None:
         cid, c = message.client_id, self.config
@@ -354,15 +379,22 @@ class SecAggServer:
             seed = graph_seed(self._digests, run_id=c.run_id, round_id=c.round_id)
         self._graph = communication_graph(list(self._keys), c.num_neighbours, seed)
         self._position = {cid: i + 1 for i, cid in enumerate(sorted(self._keys))}
+        self._signature_view = MappingProxyType(dict(self._key_signatures))
         blobs = {cid: enc + mask for cid, (enc, mask) in self._keys.items()}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
-                             nonces=self._nonce_view)
+                             nonces=self._nonce_view, signatures=self._signature_view)
 
     @property
     def roster(self) -> tuple[int, ...]:
         """After advertise-keys closed (:meth:`broadcast_keys` or :meth:`commit_roster`):
         the ids whose keys are in the roster, sorted."""
         return tuple(sorted(self._digests))
+
+    @property
+    def signers(self) -> tuple[int, ...]:
+        """With ``consistency_check``: the survivors whose signature of U3 arrived, sorted
+        (the clients asked to unmask)."""
+        return tuple(sorted(self._consistency))
 
     def keys_for(self, client_id: int) -> KeysBroadcast:
         """After :meth:`broadcast_keys`: client ``client_id``'s own roster message.
@@ -372,6 +404,7 @@ class SecAggServer:
         (24 + 76 k + 28 n bytes against 76 n for the full roster; on the complete graph the
         two are the same). With ``committed_graph``, also every member's nonce (4 + 16 n
         bytes): the client recomputes the commitments, hence the committed root, from them.
+        With ``consistency_check``, every member's key signature (4 + 64 n bytes).
         """
         if client_id not in self._graph:
             raise SecAggProtocolError(f"keys_for: client {client_id} is not in the roster")
@@ -379,7 +412,7 @@ class SecAggServer:
         blobs = {cid: self._keys[cid][0] + self._keys[cid][1] for cid in sorted(near)}
         digests = {cid: d for cid, d in sorted(self._digests.items()) if cid not in near}
         return KeysBroadcast(c.run_id, c.round_id, MappingProxyType(blobs),
-                             MappingProxyType(digests), self._nonce_view)
+                             MappingProxyType(digests), self._nonce_view, self._signature_view)
 
     def route_shares(self) -> dict[int, SharesBroadcast]:
         """Close stage 1: return, per client that shared keys, the ciphertexts addressed to it.
@@ -399,15 +432,57 @@ class SecAggServer:
             for cid, box in sorted(inbox.items())
         }
 
-    def request_unmask(self) -> UnmaskRequest:
-        """Close stage 2: return the alive (sent a masked input) and dropped lists.
-
-        Raises:
-            SecAggAbort: Fewer than ``threshold`` masked inputs.
-        """
+    def _fix_survivors(self) -> None:
+        """Close masked-input: U3 (alive) and the clients that shared keys but not (dropped)."""
         self._close(Stage.MASKED_INPUT, len(self._masked))
         self._alive = frozenset(self._masked)
         self._dropped = frozenset(self._shares) - self._alive
+        self._survivor_ids = tuple(sorted(self._alive))
+
+    def request_consistency(self) -> tuple[int, ...]:
+        """Close masked-input of a consistency-check instance: fix U3, the clients whose
+        masked input arrived, and return it; each member's :meth:`consistency_request_for`
+        carries it.
+
+        Raises:
+            SecAggStateError: The instance has no consistency check (use
+                :meth:`request_unmask`), or not in masked-input.
+            SecAggAbort: Fewer than ``threshold`` masked inputs.
+        """
+        if not self.config.consistency_check:
+            raise SecAggStateError("request_consistency: this instance has no consistency "
+                                   "check; request_unmask closes masked-input")
+        self._fix_survivors()
+        return self._survivor_ids
+
+    def consistency_request_for(self, client_id: int) -> ConsistencyRequest:
+        """After :meth:`request_consistency`: survivor ``client_id``'s request, U3 in full
+        (8 bytes per survivor: every client signs the same set).
+
+        Raises:
+            SecAggProtocolError: For a client whose masked input did not arrive.
+        """
+        if client_id not in self._alive or self.stage is not Stage.CONSISTENCY_CHECK:
+            raise SecAggProtocolError(f"consistency_request_for: client {client_id} is not a "
+                                      "survivor of a closed masked-input stage")
+        c = self.config
+        return ConsistencyRequest(c.run_id, c.round_id, client_id, self._survivor_ids)
+
+    def request_unmask(self) -> UnmaskRequest:
+        """Close the stage before unmask (masked-input, or the consistency stage with
+        ``consistency_check``): return the alive (sent a masked input) and dropped lists.
+
+        With ``consistency_check`` the clients that signed U3 are the ones asked to unmask
+        (a survivor that did not sign is dropped from the instance; its input stays in the
+        sum, which every signer agreed on).
+
+        Raises:
+            SecAggAbort: Fewer than ``threshold`` masked inputs (or signers).
+        """
+        if self.config.consistency_check:
+            self._close(Stage.CONSISTENCY_CHECK, len(self._consistency))
+        else:
+            self._fix_survivors()
         c = self.config
         return UnmaskRequest(
             c.run_id, c.round_id, tuple(sorted(self._alive)), tuple(sorted(self._dropped))
@@ -434,7 +509,23 @@ class SecAggServer:
         near = self._graph[client_id] | {client_id}
         c = self.config
         return UnmaskRequest(c.run_id, c.round_id, tuple(sorted(self._alive & near)),
-                             tuple(sorted(self._dropped & near)))
+                             tuple(sorted(self._dropped & near)), self._signatures_for(near))
+
+    def _signatures_for(self, near: frozenset[int]) -> MappingProxyType:
+        """The consistency signatures a client with closed neighbourhood ``near`` checks:
+        those of the neighbourhoods of its share owners, i.e. of everyone within two hops
+        (every signer on the complete graph)."""
+        if not self.config.consistency_check:
+            return MappingProxyType({})
+        if len(near) == len(self._graph):  # complete graph: one map for every client
+            if self._consistency_view is None:
+                self._consistency_view = MappingProxyType(dict(sorted(self._consistency.items())))
+            return self._consistency_view
+        reach = set(near)
+        for v in near:
+            reach |= self._graph[v]
+        return MappingProxyType({cid: self._consistency[cid] for cid in sorted(reach)
+                                 if cid in self._consistency})
 
     def aggregate(self) -> SecAggResult:
         """Close stage 3: reconstruct secrets, remove all masks and decode the weighted sum.

@@ -3,7 +3,9 @@
 :func:`run_stages` is the one place where the server side of the protocol is sequenced:
 advertise keys -> keys broadcast -> share keys -> routed shares -> masked input -> unmask
 requests -> unmask -> aggregate; with ``committed_graph`` advertise keys -> roster commitment
--> reveal nonce -> keys broadcast (``config.stages``). It decodes every reply, refuses one that
+-> reveal nonce -> keys broadcast, and with ``consistency_check`` masked input -> survivors set
+(U3) -> consistency check -> unmask requests, which then carry the signatures
+(``config.stages``). It decodes every reply, refuses one that
 speaks for another client, hands the rest to the server state machine and drops a client whose
 message the server refuses. How requests reach clients is the transport's business
 (:class:`StageTransport`): the in-process driver (:func:`fedkit.privacy.secagg.run_secagg`)
@@ -118,9 +120,16 @@ def run_stages(server: SecAggServer, cohort: Iterable[int], transport: StageTran
         last = Stage.REVEAL_NONCE
     keys = _timed(seconds, last, lambda: {cid: server.keys_for(cid) for cid in server.roster})
     routed = stage(Stage.SHARE_KEYS, keys, server.route_shares)
-    alive = stage(Stage.MASKED_INPUT, routed, server.request_unmask).alive
-    unmask = _timed(seconds, Stage.MASKED_INPUT,
-                    lambda: {cid: server.unmask_request_for(cid) for cid in alive})
+    if Stage.CONSISTENCY_CHECK in server.config.stages:
+        survivors = stage(Stage.MASKED_INPUT, routed, server.request_consistency)
+        check = _timed(seconds, Stage.MASKED_INPUT, lambda: {
+            cid: server.consistency_request_for(cid) for cid in survivors})
+        stage(Stage.CONSISTENCY_CHECK, check, server.request_unmask)
+        asked, last = server.signers, Stage.CONSISTENCY_CHECK
+    else:
+        asked = stage(Stage.MASKED_INPUT, routed, server.request_unmask).alive
+        last = Stage.MASKED_INPUT
+    unmask = _timed(seconds, last, lambda: {cid: server.unmask_request_for(cid) for cid in asked})
     result = stage(Stage.UNMASK, unmask, server.aggregate)
     return StageRun(result, seconds)
 

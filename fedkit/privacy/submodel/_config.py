@@ -61,6 +61,12 @@ class SubmodelSecAggConfig(SecAggConfig):
                 "yet (its advertise-keys and keys-broadcast messages carry no nonce commitment "
                 "or nonces); use committed_graph=False"
             )
+        if self.consistency_check:
+            raise SecAggConfigError(
+                "consistency_check=True is not supported by submodel-aware secure aggregation "
+                "yet (its advertise-keys and keys-broadcast messages carry no signatures and "
+                "it has no consistency stage); use consistency_check=False"
+            )
         check_int("num_rows", self.num_rows, 1, (1 << 40) - 1)
         check_int("row_width", self.row_width, 1, (1 << 24) - 1)
         check_headroom(self.num_clients, 1.0, 1.0, self.bits)  # counts: sum of n values in {0, 1}
