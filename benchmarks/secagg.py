@@ -32,6 +32,7 @@ Workload: every client holds 100,000 float32 values (weights 1..100, ``max_weigh
 
 Usage:
     python benchmarks/secagg.py [--quick] [--skip-flower] [--output PATH]
+    python benchmarks/secagg.py --skip-options  # defaults only; keep the options' sections
     python benchmarks/secagg.py --table-only   # README table from the existing result file
     python benchmarks/secagg.py --committed-graph-only  # only that section, into the file
     python benchmarks/secagg.py --consistency-check-only  # likewise
@@ -541,6 +542,27 @@ def _yes(met: bool) -> str:
     return "**met**" if met else "**missed**"
 
 
+def option_table(report: dict) -> list[str]:
+    """README lines: what each active-server option (off by default) adds per round, from
+    its own section of the result file."""
+    rows = [(option, r) for option in OPTIONS for r in report.get(option, {}).get("rows", ())]
+    if not rows:
+        return []
+    lines = ["", "Active-server options, off by default (`docs/secagg.md`, \"What holds, per "
+             "option\"), each measured in its own run (`--<option>-only`, no dropout): what "
+             "the option adds per round:", "",
+             "| option | n | graph | k | t | bytes sent per client | bytes received per client "
+             "| client ms | server s |", "|---|---|---|---|---|---|---|---|---|"]
+    for option, r in rows:
+        off, on = r["off"], r["on"]
+        lines.append(
+            f"| `{option}` | {r['n']} | {r['graph']} | {r['num_neighbours']} | {r['threshold']} "
+            f"| +{r['added']['bytes_up']:.0f} B | +{r['added']['bytes_down'] / 1e3:.1f} kB "
+            f"| {off['client_total_ms']:.1f} -> {on['client_total_ms']:.1f} "
+            f"| {off['server_total_s']:.3f} -> {on['server_total_s']:.3f} |")
+    return lines
+
+
 def readme_table(report: dict) -> str:
     """The README section, generated from the result file only."""
     machine, setup, t = report["machine"], report["setup"], report["targets"]
@@ -588,6 +610,7 @@ def readme_table(report: dict) -> str:
             stages = " / ".join(f"{v:.2f}" for v in e["stage_s"].values())
             lines.append(f"| {label} | {e['plain_round_s']:.3f} | {e['secure_round_s']:.3f} "
                          f"| {e['secure_round_s'] / e['plain_round_s']:.1f}x | {stages} |")
+    lines += option_table(report)
     load = (f"; 1-minute load average {report['load_average_at_start'][0]:.1f} at the start, "
             f"{report['load_average_at_end'][0]:.1f} at the end" if "load_average_at_end" in
             report else "")
@@ -616,6 +639,9 @@ def main() -> None:
                         help="protocol only, no Simulation Engine runs")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"result file (default {RESULT}; --quick: a temporary file)")
+    parser.add_argument("--skip-options", action="store_true",
+                        help="measure the defaults only; keep the options' sections of the "
+                             "existing result file (they have their own --<option>-only runs)")
     parser.add_argument("--table-only", action="store_true",
                         help="only regenerate the README table from the result file")
     for option in OPTIONS:
@@ -669,8 +695,12 @@ def main() -> None:
     start = time.perf_counter()
     report["protocol"] = protocol_rows(args.quick)
     report["protocol_wall_seconds"] = time.perf_counter() - start
+    previous = json.loads(output.read_text()) if output.exists() else {}
     for option in OPTIONS:
-        report[option] = option_section(option, args.quick)
+        if args.skip_options and option in previous:
+            report[option] = previous[option]
+        else:
+            report[option] = option_section(option, args.quick)
     if not args.skip_flower:
         nodes, rounds = (10, 1) if args.quick else (50, 5)
         report["flower_engine"] = {"num_nodes": nodes, "timed_rounds": rounds}
