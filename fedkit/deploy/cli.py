@@ -58,6 +58,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             "127.0.0.1 and localhost)")
     certs.add_argument("--nodes", type=int, default=0,
                        help="also write SuperNode auth key pairs node0..node<N-1>")
+    certs.add_argument("--secagg-keys", type=int, default=0, metavar="N",
+                       help="also write secure-aggregation signing keys for client ids "
+                            "0..N-1 (secagg-keys/client-<id>.pem and key-list.json; "
+                            "secagg_consistency_check, docs/secagg.md)")
 
     link = sub.add_parser("superlink", help="start flower-superlink (foreground)")
     link.add_argument("--host", default="0.0.0.0", help="address to listen on")
@@ -79,6 +83,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     node.add_argument("--data-dir", help="this device's data folder (node config data-dir)")
     node.add_argument("--availability",
                       help="availability scenario enforced on this client (node config)")
+    node.add_argument("--secagg-signing-key", type=Path,
+                      help="this client's secure-aggregation signing key (client-<id>.pem of "
+                           "`deploy certs --secagg-keys`; node config secagg-signing-key)")
+    node.add_argument("--secagg-key-list", type=Path,
+                      help="the operator's key list, the same file on every device (node "
+                           "config secagg-key-list)")
+    node.add_argument("--secagg-require-consistency-check", action="store_true",
+                      help="refuse secure-aggregation rounds without signed keys and the "
+                           "consistency round (node config secagg-require-consistency-check)")
     _isolation_args(node)
     node.add_argument("--log", type=Path, default=None)
 
@@ -174,6 +187,13 @@ def _certs(args: argparse.Namespace) -> int:
     print(f"SuperLink: {files.server_cert}, {files.server_key}")
     for keys in write_node_keys(args.out, [f"node{i}" for i in range(args.nodes)]):
         print(f"SuperNode {keys.name}: private {keys.private_key}, public {keys.public_key}")
+    if args.secagg_keys:
+        from fedkit.privacy.secagg.signing import write_signing_keys
+
+        paths, key_list = write_signing_keys(Path(args.out) / "secagg-keys", args.secagg_keys)
+        print(f"secure-aggregation signing keys: {paths[0].parent}/client-<id>.pem for client "
+              f"ids 0..{args.secagg_keys - 1} (each to its own device only), key list "
+              f"{key_list} (to every device)")
     return 0
 
 
@@ -248,6 +268,16 @@ def _supernode(args: argparse.Namespace) -> int:
         node_config["data-dir"] = str(Path(args.data_dir).resolve())
     if args.availability:
         node_config["availability"] = args.availability
+    for key in ("secagg_signing_key", "secagg_key_list"):
+        if getattr(args, key):
+            path = Path(getattr(args, key)).resolve()
+            if not path.is_file():
+                print(f"fedkit deploy supernode: --{key.replace('_', '-')} {path}: no such file",
+                      file=sys.stderr)
+                return 2
+            node_config[key.replace("_", "-")] = str(path)
+    if args.secagg_require_consistency_check:
+        node_config["secagg-require-consistency-check"] = True
     port = args.port if args.port is not None else 9300 + args.client_id
     log = args.log or Path(f"supernode-{args.client_id}.log")
     proc = start_supernode(superlink=args.superlink, port=port, node_config=node_config,
@@ -283,7 +313,11 @@ def _local(args: argparse.Namespace) -> int:
         workdir = args.workdir or Path(tmp)
         with LocalFederation(workdir, num_nodes=args.nodes, tls=args.tls or args.auth,
                              auth=args.auth, base_port=args.base_port,
-                             isolation=args.isolation, num_workers=args.workers) as fed:
+                             isolation=args.isolation, num_workers=args.workers,
+                             # a run with the consistency round needs each node's signing
+                             # key and the key list: a fresh set for this federation
+                             secagg_keys=args.nodes if cfg.secagg_consistency_check else 0
+                             ) as fed:
             print(f"SuperLink {fed.connection.address} ({'TLS' if args.tls else 'insecure'}), "
                   f"{args.nodes} SuperNodes; logs in {workdir / 'logs'}", flush=True)
             status = fed.run(cfg, stream_to=sys.stdout)

@@ -75,6 +75,12 @@ class LocalFederation:
             ``"subprocess"``, Flower's new ``flwr-clientapp`` process per message (see
             :mod:`fedkit.deploy.processes`).
         num_workers: ClientApp workers per SuperNode under ``"process"``.
+        secagg_keys: Signing keys for secure aggregation's consistency round
+            (``secagg_consistency_check``, docs/secagg.md): a key set for client ids
+            ``0 .. secagg_keys - 1`` is written under ``workdir/secagg-keys``
+            (:func:`~fedkit.privacy.secagg.signing.write_signing_keys`) and the SuperNode of
+            each of those ids gets its own key and the shared key list in its node config
+            (``secagg-signing-key``, ``secagg-key-list``). 0 (default): none.
 
     Raises:
         ValueError: On ``num_nodes < 0``, auth without TLS, a ``base_port`` whose range
@@ -85,9 +91,13 @@ class LocalFederation:
     def __init__(self, workdir: str | Path, *, num_nodes: int, tls: bool = True,
                  auth: bool = False, node_config: Mapping[str, Any] | None = None,
                  connection_name: str = "fedkit-local", base_port: int | None = None,
-                 isolation: str = "process", num_workers: int = 1) -> None:
+                 isolation: str = "process", num_workers: int = 1,
+                 secagg_keys: int = 0) -> None:
         if num_nodes < 0:
             raise ValueError(f"num_nodes = {num_nodes}, expected >= 0")
+        if isinstance(secagg_keys, bool) or not isinstance(secagg_keys, int) or secagg_keys < 0:
+            raise ValueError(f"secagg_keys = {secagg_keys!r}, expected an integer >= 0 (the "
+                             "number of client ids to write signing keys for)")
         if base_port is not None and (isinstance(base_port, bool) or not isinstance(base_port, int)
                                       or not 1024 <= base_port <= 65535 - num_nodes):
             raise ValueError(f"base_port = {base_port!r}, expected an integer in 1024.."
@@ -105,6 +115,9 @@ class LocalFederation:
         self.connection_name = connection_name
         self.base_port = base_port
         self.isolation, self.num_workers = isolation, num_workers
+        self.secagg_keys = secagg_keys
+        self._secagg_key_files: dict[int, Path] = {}
+        self._secagg_key_list: Path | None = None
         self.env = flower_env({**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home")})
         self.tls_files: TlsFiles | None = None
         self.connection: Connection | None = None
@@ -213,13 +226,27 @@ class LocalFederation:
         key = self._node_keys.get(client_id)
         proc = start_supernode(
             superlink=self.connection.address, port=self._node_ports[client_id], host=_HOST,
-            node_config={"client-id": client_id, **self.node_config, **node_config},
+            node_config={"client-id": client_id, **self._secagg_node_config(client_id),
+                         **self.node_config, **node_config},
             log_file=self.workdir / "logs" / f"supernode-{client_id}.log",
             root_certificates=self.tls_files.ca_cert if self.tls_files else None,
             auth_private_key=key.private_key if key else None, isolation=self.isolation,
             num_workers=self.num_workers, env=self.env, cwd=self.workdir, wait=None)
         self.nodes[client_id] = proc
         return proc
+
+    def _secagg_node_config(self, client_id: int) -> dict[str, str]:
+        """Node-config entries naming ``client_id``'s signing key and the key list (the key
+        set is written on first use); none for an id outside ``0 .. secagg_keys - 1``."""
+        if self.secagg_keys and self._secagg_key_list is None:
+            from fedkit.privacy.secagg.signing import write_signing_keys
+
+            self._secagg_key_files, self._secagg_key_list = write_signing_keys(
+                self.workdir / "secagg-keys", self.secagg_keys)
+        if client_id not in self._secagg_key_files:
+            return {}
+        return {"secagg-signing-key": str(self._secagg_key_files[client_id]),
+                "secagg-key-list": str(self._secagg_key_list)}
 
     def worker_pids(self, client_id: int) -> list[int]:
         """PIDs of the ClientApp workers of the SuperNode of ``client_id`` (``"process"``)."""

@@ -41,8 +41,11 @@ def run_dir(deploy_tmp, request):
 
 @pytest.fixture(scope="module")
 def federation(deploy_tmp):
-    """A SuperLink (TLS, SuperNode authentication) and SuperNodes for client ids 0, 1, 2."""
-    fed = LocalFederation(deploy_tmp / "federation", num_nodes=3, tls=True, auth=True)
+    """A SuperLink (TLS, SuperNode authentication) and SuperNodes for client ids 0, 1, 2;
+    signing keys for client ids 0-3 (secure aggregation's consistency round), each node given
+    its own key file and the key list in its node config."""
+    fed = LocalFederation(deploy_tmp / "federation", num_nodes=3, tls=True, auth=True,
+                          secagg_keys=4)
     fed.start()
     try:
         yield fed

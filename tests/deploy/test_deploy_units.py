@@ -200,3 +200,58 @@ def test_a_run_that_outlasts_the_timeout_after_its_stream_is_stopped(monkeypatch
                                 settle=0.0)
     assert err.value.run_id == 7
     assert calls == [["flwr", "stop", "7", "fed"]]
+
+
+def _deploy_args(*argv):
+    parser = argparse.ArgumentParser(prog="fedkit")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["deploy", *argv])
+
+
+def test_certs_writes_a_signing_key_set_every_node_can_verify(tmp_path):
+    from fedkit.deploy.cli import main
+    from fedkit.privacy.secagg.signing import KeyList, SigningKey
+
+    assert main(_deploy_args("certs", "--out", str(tmp_path), "--secagg-keys", "3")) == 0
+    key_list = KeyList.load(tmp_path / "secagg-keys" / "key-list.json")
+    assert sorted(key_list) == [0, 1, 2]
+    for cid in range(3):
+        path = tmp_path / "secagg-keys" / f"client-{cid}.pem"
+        assert _mode(path) == 0o600
+        signature = SigningKey.load(path).sign(b"statement")
+        assert key_list.verify(cid, signature, b"statement")
+        assert not key_list.verify((cid + 1) % 3, signature, b"statement")
+
+
+def test_supernode_refuses_a_missing_key_file_before_starting(tmp_path, capsys):
+    from fedkit.deploy.cli import main
+
+    args = _deploy_args("supernode", "--client-id", "1", "--insecure",
+                        "--secagg-signing-key", str(tmp_path / "absent.pem"))
+    assert main(args) == 2
+    assert "--secagg-signing-key" in capsys.readouterr().err
+    args = _deploy_args("supernode", "--client-id", "1", "--insecure",
+                        "--secagg-require-consistency-check")
+    assert args.secagg_require_consistency_check is True
+
+
+def test_local_federation_gives_each_keyed_node_its_own_signing_key(tmp_path):
+    from fedkit.deploy import LocalFederation
+    from fedkit.flower.secagg.identity import node_identity
+    from fedkit.privacy.secagg import SecAggConfigError
+
+    fed = LocalFederation(tmp_path, num_nodes=3, tls=False, secagg_keys=2)
+    configs = {cid: fed._secagg_node_config(cid) for cid in range(3)}
+    assert configs[2] == {}  # outside the key set: no key, so it refuses consistency rounds
+    assert configs[0]["secagg-key-list"] == configs[1]["secagg-key-list"]
+    assert configs[0]["secagg-signing-key"] != configs[1]["secagg-signing-key"]
+    node_config_arg({"client-id": 0, **configs[0]})  # what flower-supernode is given
+    for cid in (0, 1):  # each node's identity is its own id's entry of the shared list
+        identity = node_identity(_context({"client-id": cid, **configs[cid]}))
+        identity.check_owner(cid)
+        with pytest.raises(SecAggConfigError, match="signing key is not the key"):
+            identity.check_owner(1 - cid)
+    with pytest.raises(SecAggConfigError, match="has no signing key"):
+        node_identity(_context({"client-id": 2, **configs[2]}))
+    with pytest.raises(ValueError, match="secagg_keys"):
+        LocalFederation(tmp_path, num_nodes=3, tls=False, secagg_keys=-1)

@@ -167,6 +167,30 @@ def test_killed_supernode_keeps_its_update_and_rejoins_without_double_counting(
                                atol=1e-9)
 
 
+def test_consistency_round_signs_with_each_nodes_own_key_files(federation, run_dir):
+    # secagg_consistency_check on real SuperNodes: each signs its keys and the survivors set
+    # with the key file its node config names and checks the others against the key list
+    # from its node config (none of it from the server). The aggregate is the same as without
+    # the option: the in-process run (simulation keys) gives the same model.
+    for client_id in (0, 1, 2):  # whatever an earlier test left behind
+        if not federation.nodes[client_id].alive():
+            federation.start_node(client_id)
+    out = run_dir / "deploy"
+    cfg = RunConfig(name="deploy-consistency", output_dir=str(out), **{**BASE, "rounds": 1},
+                    secure_aggregation=True, secagg_consistency_check=True,
+                    round_timeout=60.0)
+    status = federation.run(cfg, timeout=RUN_TIMEOUT)
+    assert status["status"] == "finished:completed"
+    (record,) = read_results(out)["rounds"]
+    assert record["secagg_aborted"] is False
+    assert record["num_replies"] == 3 and record["clients"] == [0, 1, 2]
+    local = _inprocess(cfg, run_dir / "local")
+    (want,) = read_results(local)["rounds"]
+    # the same signatures' bytes: 3 clients x (key signature + consistency reply)
+    assert record["secagg_bytes_up"] == want["secagg_bytes_up"]
+    assert_same_model(final_arrays(out), final_arrays(local), atol=1e-6)
+
+
 def test_secure_aggregation_survives_a_supernode_killed_mid_protocol(federation, run_dir):
     # Four SuperNodes; client 3's is killed right after it answered the share-keys stage,
     # so the server unmasks the sum of the other three with the shares of client 3's mask
