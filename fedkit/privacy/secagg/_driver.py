@@ -17,7 +17,7 @@ from fedkit.privacy.secagg._config import SecAggConfig, SecAggProtocolError, Sta
 from fedkit.privacy.secagg._messages import MaskedInput, SharesBroadcast, decode_message
 from fedkit.privacy.secagg._server import SecAggResult, SecAggServer
 from fedkit.privacy.secagg._stages import run_stages
-from fedkit.privacy.secagg.signing import SigningIdentity, generate_signing_keys
+from fedkit.privacy.secagg.signing import KeyList, SigningIdentity, generate_signing_keys
 
 __all__ = ["SecAggReport", "drive_round", "run_secagg", "run_secagg_ring"]
 
@@ -77,6 +77,7 @@ def run_secagg(
     rng: np.random.Generator | None = None,
     tamper_fn: TamperFn | None = None,
     identities: Mapping[int, SigningIdentity] | None = None,
+    key_list: KeyList | None = None,
 ) -> tuple[np.ndarray, SecAggReport]:
     """Run one full round in this process, every message through its wire format.
 
@@ -95,6 +96,10 @@ def run_secagg(
             every serialised message (``"up"``: client to server).
         identities: Per client id its signing identity (``consistency_check``); ``None``
             generates a fresh key set for the clients here.
+        key_list: The server's copy of the operator's key list (``consistency_check``):
+            it then refuses, in advertise keys, a client outside the list or with a key
+            signature that does not verify, and the round goes on without it (see
+            :class:`SecAggServer`); ``None``: the server relays every entry.
 
     Returns:
         ``(weighted_sum, report)``; ``report.result.mean`` is the weighted mean.
@@ -127,7 +132,7 @@ def run_secagg(
     }
     report = drive_round(
         clients,
-        SecAggServer(config, client_ids=ids),
+        SecAggServer(config, client_ids=ids, key_list=key_list),
         lambda cid, msg: clients[cid].masked_input(msg, inputs[cid], weight_of[cid]),
         dropouts,
         tamper_fn=tamper_fn,
@@ -142,6 +147,7 @@ def run_secagg_ring(
     *,
     tamper_fn: TamperFn | None = None,
     identities: Mapping[int, SigningIdentity] | None = None,
+    key_list: KeyList | None = None,
 ) -> tuple[np.ndarray, SecAggReport]:
     """Run one round on vectors already in Z_{2^bits}; return their exact sum mod 2^bits.
 
@@ -157,6 +163,7 @@ def run_secagg_ring(
         dropouts: ``{stage: ids that drop before sending that stage's message}``.
         tamper_fn: Test seam, as in :func:`run_secagg`.
         identities: Signing identities, as in :func:`run_secagg`.
+        key_list: The server's key list, as in :func:`run_secagg`.
 
     Returns:
         ``(ring_sum, report)``: the survivors' sum mod 2^bits (``report.result.ring_sum``);
@@ -177,7 +184,7 @@ def run_secagg_ring(
     clients = {cid: SecAggClient(config, cid, identity=signing[cid]) for cid in ids}
     report = drive_round(
         clients,
-        SecAggServer(config, client_ids=ids),
+        SecAggServer(config, client_ids=ids, key_list=key_list),
         lambda cid, msg: clients[cid].masked_ring_input(msg, inputs[cid]),
         dropouts,
         tamper_fn=tamper_fn,

@@ -26,6 +26,7 @@ from fedkit.privacy.secagg._client import check_round
 from fedkit.privacy.secagg._config import (
     SecAggAbort,
     SecAggConfig,
+    SecAggConfigError,
     SecAggProtocolError,
     SecAggStateError,
     Stage,
@@ -43,6 +44,7 @@ from fedkit.privacy.secagg._messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from fedkit.privacy.secagg.signing import KeyList, roster_statement
 
 __all__ = ["SecAggResult", "SecAggServer"]
 
@@ -107,23 +109,44 @@ class SecAggServer:
     :meth:`broadcast_keys` the reveal-nonce stage. With ``consistency_check``,
     :meth:`request_consistency` closes masked-input (each survivor's
     :meth:`consistency_request_for` carries the survivors set U3) and :meth:`request_unmask`
-    the consistency stage; the server only relays the clients' signatures (the key list is
-    the clients' business) and a client that does not sign is out of the unmask stage.
+    the consistency stage; the server relays the clients' signatures and a client that does
+    not sign is out of the unmask stage.
+
+    The key list is the clients' business: each client checks every roster entry against its
+    own. Given the operator's (public) ``key_list`` too, the server refuses in advertise keys
+    an entry whose id the list does not hold or whose signature does not verify under the
+    listed key (the statement the clients check,
+    :func:`~fedkit.privacy.secagg.signing.roster_statement`), so one bad client is left out
+    of the roster instead of making every honest client refuse it. This is robustness only:
+    clients never rely on the server's check (docs/secagg.md, "Consistency round").
 
     Args:
         config: The round's configuration.
         client_ids: The cohort; when given, keys from other ids are rejected.
+        key_list: The operator's key list, used only with ``config.consistency_check``;
+            accepted and unused without it, so that one server setup serves both
+            configurations.
+
+    Raises:
+        SecAggProtocolError: A cohort larger than ``num_clients``.
+        SecAggConfigError: A ``key_list`` that is not a
+            :class:`~fedkit.privacy.secagg.signing.KeyList`.
     """
 
     _MESSAGE_TYPES = MappingProxyType(_EXPECTED)  # stage -> the message class it receives
 
-    def __init__(self, config: SecAggConfig, client_ids: Iterable[int] | None = None) -> None:
+    def __init__(self, config: SecAggConfig, client_ids: Iterable[int] | None = None, *,
+                 key_list: KeyList | None = None) -> None:
         self.config = config
         self._cohort = None if client_ids is None else frozenset(client_ids)
         if self._cohort is not None and len(self._cohort) > config.num_clients:
             raise SecAggProtocolError(
                 f"cohort of {len(self._cohort)} clients exceeds num_clients={config.num_clients}"
             )
+        if key_list is not None and not isinstance(key_list, KeyList):
+            raise SecAggConfigError(f"SecAggServer key_list is a {type(key_list).__name__}, "
+                                    "expected a KeyList (or None)")
+        self._key_list = key_list if config.consistency_check else None
         self._stage = 0  # index into config.stages
         self._keys: dict[int, tuple[bytes, bytes]] = {}
         self._commitments: dict[int, bytes] = {}
@@ -270,11 +293,29 @@ class SecAggServer:
                 "has no key signature, but this instance runs the")
             raise SecAggProtocolError(
                 f"AdvertiseKeys from client {cid} {has} consistency check; rejected")
+        if self._key_list is not None:
+            self._check_key_signature(message, commitment, signature)
         self._keys[cid] = (bytes(message.enc_public), bytes(message.mask_public))
         if commitment:
             self._commitments[cid] = commitment
         if signature:
             self._key_signatures[cid] = signature
+
+    def _check_key_signature(self, message: AdvertiseKeys, commitment: bytes,
+                             signature: bytes) -> None:
+        """Refuse an entry the server's key list does not vouch for (robustness only)."""
+        cid, key_list = message.client_id, self._key_list
+        if cid not in key_list:
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from client {cid} rejected: client {cid} is not in the "
+                f"server's {key_list.source}; the round continues without it")
+        digest = key_digest(bytes(message.enc_public), bytes(message.mask_public))
+        statement = roster_statement(self.config, cid, digest, commitment)
+        if not key_list.verify(cid, signature, statement):
+            raise SecAggProtocolError(
+                f"AdvertiseKeys from client {cid} rejected: its key signature does not verify "
+                f"under the key the server's {key_list.source} lists for it (wrong key, or "
+                "keys or signature altered); the round continues without it")
 
     def _receive_nonce(self, message: RevealNonce) -> None:
         cid, c = message.client_id, self.config
