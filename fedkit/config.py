@@ -185,6 +185,13 @@ class RunConfig:
             key list (node config ``secagg-signing-key``, ``secagg-key-list``); a simulated
             node without them derives simulation keys from ``seed``. Classification task
             only for now.
+        secagg_key_list: Path of the operator's key list file (the nodes' ``key-list.json``)
+            on the server machine; empty: none. With ``secagg_consistency_check`` the server
+            then drops, in advertise keys, a node whose id is not in the list or whose key
+            signature does not verify, instead of relaying the entry and every honest node
+            refusing the roster (``docs/secagg.md``, "Consistency round"). Robustness only:
+            nodes still check every entry against their own list. Read when the ServerApp
+            starts; set only with ``secagg_consistency_check = true``.
         submodel_mode: Submodel task only: ``full`` (full-model FedAvg), ``plain`` (clients
             report their real index sets in clear; rows averaged over their users) or
             ``secure`` (private set union, double randomized response, submodel-aware
@@ -269,6 +276,7 @@ class RunConfig:
     secagg_max_weight: float = 1_000.0
     secagg_committed_graph: bool = False
     secagg_consistency_check: bool = False
+    secagg_key_list: str = ""
     submodel_mode: str = "secure"
     submodel_preset: str = "eps2"
     submodel_psu: str = "auto"
@@ -324,6 +332,11 @@ class RunConfig:
             )
 
     def _check_secure_aggregation(self) -> None:
+        if self.secagg_key_list and not self.secagg_consistency_check:
+            raise ConfigError(
+                f"config key 'secagg_key_list' = {self.secagg_key_list!r} is used only with "
+                "secagg_consistency_check = true (the server checks key signatures against "
+                "it); set secagg_consistency_check = true or leave secagg_key_list empty")
         if not self.secure_aggregation:
             return
         if self.algorithm not in ("fedavg", "fedlaavg") or (

@@ -2,8 +2,9 @@
 ``secagg_mod`` and the workflow, each node signs with the key and key list of its own node
 config (simulated nodes without them with the run seed's simulation keys), a run with
 ``secagg_consistency_check = true`` ends with the model of the same run without it, dropouts
-at every stage keep the sum exact, and a node whose policy requires the option refuses a round
-without it."""
+at every stage keep the sum exact, a node whose policy requires the option refuses a round
+without it, and with ``secagg_key_list`` the server drops a node whose key does not match the
+operator's list instead of the round aborting."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from secure_helpers import (
     toy_app,
 )
 
+from fedkit.bench import read_results
 from fedkit.config import ConfigError, RunConfig
-from fedkit.flower import InProcessGrid
+from fedkit.flower import InProcessGrid, run_inprocess
+from fedkit.flower.apps.client_app import app as client_app
 from fedkit.flower.secagg.identity import KEY_LIST_KEY, SIGNING_KEY_KEY, node_identity
 from fedkit.flower.secagg.policy import node_policy
 from fedkit.flower.secagg.workflow import SecureAggregationSettings
@@ -173,3 +176,60 @@ def test_simulated_nodes_derive_their_keys_from_the_run_seed():
     other = InProcessGrid(toy_app, num_nodes=4, run_config={"seed": 12})
     assert dict(node_identity(next(iter(other.contexts.values()))).key_list) != dict(
         identities[0].key_list)
+
+
+# -- the server's copy of the key list (secagg_key_list) -------------------------------------
+def _mismatched_node(tmp_path, bad: int):
+    """Key files for nodes 0..N-1 and the operator's list; node ``bad`` holds another key and
+    a list of its own that names it (a node set up from another key set)."""
+    files, key_list = _key_files(tmp_path)
+    other = SigningKey.generate()
+    other.save(tmp_path / "other.pem")
+    KeyList({**dict(key_list), bad: other.public}).save(tmp_path / "other-list.json")
+    files[bad] = {SIGNING_KEY_KEY: str(tmp_path / "other.pem"),
+                  KEY_LIST_KEY: str(tmp_path / "other-list.json")}
+    return files, tmp_path / "key-list.json"
+
+
+def _with_node_files(files):
+    """fedkit's ClientApp on nodes whose node config holds ``files[partition id]``."""
+
+    def client(msg, context):
+        context.node_config.update(files[context.node_config["partition-id"]])
+        return client_app(msg, context)
+
+    return client
+
+
+def test_a_run_with_secagg_key_list_drops_the_node_that_does_not_match_it(tmp_path):
+    files, list_path = _mismatched_node(tmp_path, bad=5)
+    base = {**SMALL, "num_clients": N, "clients_per_round": N, "rounds": 2, "eval_every": 2,
+            "checkpoint_every": 0, "secagg_consistency_check": True}
+
+    def run(name, **changes):
+        cfg = RunConfig(name=name, output_dir=str(tmp_path / name), **{**base, **changes})
+        run_inprocess(cfg.to_dict(), num_nodes=N, seed=cfg.seed, engine="sequential",
+                      client_app=_with_node_files(files))
+        return read_results(cfg.results_dir)["rounds"]
+
+    # without the server's list it relays node 5's entry and every other node refuses it
+    assert all(r["secagg_aborted"] is True for r in run("relayed"))
+    # with it the server drops node 5 at advertise keys; each round sums the 7 others
+    rounds = run("checked", secagg_key_list=str(list_path))
+    assert all(r["secagg_aborted"] is False and r["num_replies"] == N - 1 for r in rounds)
+    assert all(r["rejected_clients"] == [5] and r["model_updated"] for r in rounds)
+
+
+def test_secagg_key_list_is_checked_at_the_boundary(tmp_path):
+    with pytest.raises(ConfigError, match="'secagg_key_list' = 'keys.json' is used only with "
+                                          "secagg_consistency_check = true"):
+        RunConfig(secure_aggregation=True, secagg_key_list="keys.json")
+    cfg = RunConfig(secure_aggregation=True, secagg_consistency_check=True,
+                    secagg_key_list=str(tmp_path / "missing.json"))
+    with pytest.raises(SecAggConfigError, match="key list file .*missing.json: cannot be read"):
+        SecureAggregationSettings.from_run_config(cfg)
+    _, list_path = _mismatched_node(tmp_path, bad=1)
+    settings = SecureAggregationSettings.from_run_config(
+        cfg.replace(secagg_key_list=str(list_path)))
+    assert sorted(settings.key_list) == CLIENTS
+    assert SecureAggregationSettings.from_run_config(RunConfig()).key_list is None

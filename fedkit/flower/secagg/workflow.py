@@ -39,7 +39,14 @@ from fedkit.flower.secagg.exchange import Exchange, FlowerStages, StageHooks
 from fedkit.flower.secagg.mod import vector_spec_fields
 from fedkit.flower.secagg.records import EXCHANGE_RECORD
 from fedkit.privacy.graph import neighbourhood_size
-from fedkit.privacy.secagg import SecAggAbort, SecAggConfig, SecAggServer, Stage, run_stages
+from fedkit.privacy.secagg import (
+    KeyList,
+    SecAggAbort,
+    SecAggConfig,
+    SecAggServer,
+    Stage,
+    run_stages,
+)
 
 __all__ = ["SecureAggregation", "SecureAggregationSettings"]
 
@@ -67,6 +74,12 @@ class SecureAggregationSettings:
             against a server that shows clients different views of who dropped
             (``docs/secagg.md``, "Consistency round"); each client signs with its node's own
             key (:mod:`fedkit.flower.secagg.identity`).
+        key_list: The server's copy of the operator's (public) key list, used only with
+            ``consistency_check``: the server then refuses advertised keys outside the list
+            or without a valid signature, so that one bad node is dropped instead of making
+            every honest node refuse the roster (:class:`~fedkit.privacy.secagg.SecAggServer`).
+            Robustness only: each node still checks every entry against its own list.
+            ``None``: the server relays every entry.
     """
 
     num_neighbours: int = 0
@@ -76,6 +89,7 @@ class SecureAggregationSettings:
     max_weight: float = 1_000.0
     committed_graph: bool = False
     consistency_check: bool = False
+    key_list: KeyList | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.num_neighbours < 0:
@@ -86,11 +100,17 @@ class SecureAggregationSettings:
 
     @classmethod
     def from_run_config(cls, cfg: Any) -> SecureAggregationSettings:
-        """The settings from a :class:`~fedkit.config.RunConfig`."""
+        """The settings from a :class:`~fedkit.config.RunConfig`; reads the key list file
+        ``secagg_key_list`` when it is set.
+
+        Raises:
+            SecAggConfigError: An unreadable or invalid key list file (named).
+        """
+        key_list = KeyList.load(cfg.secagg_key_list) if cfg.secagg_key_list else None
         return cls(num_neighbours=cfg.secagg_neighbours, threshold=cfg.secagg_threshold,
                    clip=cfg.secagg_clip, bits=cfg.secagg_bits, max_weight=cfg.secagg_max_weight,
                    committed_graph=cfg.secagg_committed_graph,
-                   consistency_check=cfg.secagg_consistency_check)
+                   consistency_check=cfg.secagg_consistency_check, key_list=key_list)
 
     def protocol_config(self, num_clients: int, vector_length: int, *, round_id: int,
                         run_id: int, weighted: bool = True) -> SecAggConfig:
@@ -181,7 +201,8 @@ class SecureAggregation:
                                                weighted=spec.weighting != "uniform")
         transport = FlowerStages(exchange, config, hooks=hooks)
         try:
-            run = run_stages(SecAggServer(config, client_ids=nodes), nodes, transport)
+            server = SecAggServer(config, client_ids=nodes, key_list=self.settings.key_list)
+            run = run_stages(server, nodes, transport)
         except SecAggAbort as exc:
             logger.error("secure aggregation round %s aborted: %s", server_round, exc)
             return outcome(None, 0.0, (), str(exc), transport)

@@ -294,17 +294,17 @@ class SecAggServer:
             raise SecAggProtocolError(
                 f"AdvertiseKeys from client {cid} {has} consistency check; rejected")
         if self._key_list is not None:
-            self._check_key_signature(message, commitment, signature)
+            self._check_key_signature(self._key_list, message, commitment, signature)
         self._keys[cid] = (bytes(message.enc_public), bytes(message.mask_public))
         if commitment:
             self._commitments[cid] = commitment
         if signature:
             self._key_signatures[cid] = signature
 
-    def _check_key_signature(self, message: AdvertiseKeys, commitment: bytes,
-                             signature: bytes) -> None:
+    def _check_key_signature(self, key_list: KeyList, message: AdvertiseKeys,
+                             commitment: bytes, signature: bytes) -> None:
         """Refuse an entry the server's key list does not vouch for (robustness only)."""
-        cid, key_list = message.client_id, self._key_list
+        cid = message.client_id
         if cid not in key_list:
             raise SecAggProtocolError(
                 f"AdvertiseKeys from client {cid} rejected: client {cid} is not in the "
