@@ -4,7 +4,9 @@ With ``SecAggConfig(consistency_check=True)`` (docs/secagg.md, "Consistency roun
 client holds a long-term Ed25519 signing key, and every client holds the same **key list**:
 client id -> Ed25519 public key. The operator distributes the key list to the clients over
 their own configuration (a file named by the node's ``secagg-key-list``), never through the
-server: a server that could hand out the key list could also add keys it holds.
+server: a server that could hand out the key list could also add keys it holds. The server
+may hold a copy too, for robustness only (``SecAggServer(key_list=...)`` drops a badly signed
+entry instead of relaying it; clients still check every entry against their own list).
 
 What is signed (every statement starts with a domain label, the protocol version and the
 32-byte :func:`config_digest` of the instance, which binds run, round and every parameter):
@@ -355,7 +357,8 @@ def generate_signing_keys(num_clients: int, *, client_ids: Iterable[int] | None 
 def write_signing_keys(folder: str | Path, num_clients: int) -> tuple[dict[int, Path], Path]:
     """Generate a key set for clients ``0..num_clients-1`` and write it for distribution:
     ``client-<id>.pem`` (each client's private key, mode 0600: copy it to that client only)
-    and ``key-list.json`` (every client gets the same copy; the server needs none).
+    and ``key-list.json`` (every client gets the same copy; the server needs none, and may
+    hold one to drop badly signed entries: ``secagg_key_list``).
 
     Returns:
         ``(client id -> its key file, the key list file)``.
