@@ -320,6 +320,9 @@ def _local(args: argparse.Namespace) -> int:
                              ) as fed:
             print(f"SuperLink {fed.connection.address} ({'TLS' if args.tls else 'insecure'}), "
                   f"{args.nodes} SuperNodes; logs in {workdir / 'logs'}", flush=True)
+            if fed.secagg_key_list and not cfg.secagg_key_list:
+                # the server's copy: a badly signed node is dropped, not the round
+                cfg = cfg.replace(secagg_key_list=str(fed.secagg_key_list))
             status = fed.run(cfg, stream_to=sys.stdout)
     print(f"run {status.get('run-id')}: {status.get('status')}; results in {cfg.results_dir}")
     return 0

@@ -235,6 +235,14 @@ class LocalFederation:
         self.nodes[client_id] = proc
         return proc
 
+    @property
+    def secagg_key_list(self) -> Path | None:
+        """The key list the SuperNodes were given (``secagg_keys``), for the run config's
+        ``secagg_key_list`` (the server's copy); None without signing keys."""
+        if self.secagg_keys and self._secagg_key_list is None:
+            self._secagg_node_config(0)  # writes the key set
+        return self._secagg_key_list
+
     def _secagg_node_config(self, client_id: int) -> dict[str, str]:
         """Node-config entries naming ``client_id``'s signing key and the key list (the key
         set is written on first use); none for an id outside ``0 .. secagg_keys - 1``."""

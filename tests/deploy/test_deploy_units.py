@@ -245,6 +245,8 @@ def test_local_federation_gives_each_keyed_node_its_own_signing_key(tmp_path):
     assert configs[2] == {}  # outside the key set: no key, so it refuses consistency rounds
     assert configs[0]["secagg-key-list"] == configs[1]["secagg-key-list"]
     assert configs[0]["secagg-signing-key"] != configs[1]["secagg-signing-key"]
+    assert str(fed.secagg_key_list) == configs[0]["secagg-key-list"]  # the server's copy
+    assert LocalFederation(tmp_path / "none", num_nodes=1, tls=False).secagg_key_list is None
     node_config_arg({"client-id": 0, **configs[0]})  # what flower-supernode is given
     for cid in (0, 1):  # each node's identity is its own id's entry of the shared list
         identity = node_identity(_context({"client-id": cid, **configs[cid]}))

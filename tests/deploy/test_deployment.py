@@ -170,21 +170,22 @@ def test_killed_supernode_keeps_its_update_and_rejoins_without_double_counting(
 def test_consistency_round_signs_with_each_nodes_own_key_files(federation, run_dir):
     # secagg_consistency_check on real SuperNodes: each signs its keys and the survivors set
     # with the key file its node config names and checks the others against the key list
-    # from its node config (none of it from the server). The aggregate is the same as without
-    # the option: the in-process run (simulation keys) gives the same model.
+    # from its node config (none of it from the server); the server holds its own copy of the
+    # list (secagg_key_list). The aggregate is the same as without the option: the in-process
+    # run (simulation keys, no server copy) gives the same model.
     for client_id in (0, 1, 2):  # whatever an earlier test left behind
         if not federation.nodes[client_id].alive():
             federation.start_node(client_id)
     out = run_dir / "deploy"
     cfg = RunConfig(name="deploy-consistency", output_dir=str(out), **{**BASE, "rounds": 1},
                     secure_aggregation=True, secagg_consistency_check=True,
-                    round_timeout=60.0)
+                    secagg_key_list=str(federation.secagg_key_list), round_timeout=60.0)
     status = federation.run(cfg, timeout=RUN_TIMEOUT)
     assert status["status"] == "finished:completed"
     (record,) = read_results(out)["rounds"]
     assert record["secagg_aborted"] is False
     assert record["num_replies"] == 3 and record["clients"] == [0, 1, 2]
-    local = _inprocess(cfg, run_dir / "local")
+    local = _inprocess(cfg.replace(secagg_key_list=""), run_dir / "local")
     (want,) = read_results(local)["rounds"]
     # the same signatures' bytes: 3 clients x (key signature + consistency reply)
     assert record["secagg_bytes_up"] == want["secagg_bytes_up"]
