@@ -202,7 +202,10 @@ def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection 
     # The stream ends with the run; its final status may lag, and a busy SuperLink may not
     # answer at once. The stream can also end while the run goes on (seen with 50 SuperNodes
     # on 2 cores): the run's status, not its log, says when it is over.
-    deadline = max(time.monotonic() + settle, started + timeout if timeout else 0.0)
+    # A SuperLink that cannot be asked gets ``settle`` seconds; a run it reports as still
+    # going gets until the end of ``timeout``.
+    settled = time.monotonic() + settle
+    deadline = max(settled, started + timeout if timeout else 0.0)
     while True:
         try:
             status, problem = run_status(run_id, env, name), None
@@ -210,11 +213,12 @@ def run_on_superlink(cfg: RunConfig | Mapping[str, Any], connection: Connection 
                 break
         except FlowerRunError as exc:
             status, problem = None, exc
-        if time.monotonic() >= deadline:
-            if status is None:
-                raise FlowerRunError(f"could not read the status of run {run_id} on {name!r} "
-                                     f"within {settle:.0f} s: {problem}") from problem
-            if timeout and not str(status.get("status", "")).startswith("finished"):
+        now = time.monotonic()
+        if status is None and now >= settled:
+            raise FlowerRunError(f"could not read the status of run {run_id} on {name!r} "
+                                 f"within {settle:.0f} s: {problem}") from problem
+        if status is not None and now >= deadline:
+            if timeout:
                 subprocess.run(["flwr", "stop", str(run_id), name], env=env,
                                capture_output=True, timeout=120)
                 raise FlowerRunTimeout(run_id, f"run {run_id} on {name!r} was still "

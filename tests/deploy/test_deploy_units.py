@@ -257,3 +257,27 @@ def test_local_federation_gives_each_keyed_node_its_own_signing_key(tmp_path):
         node_identity(_context({"client-id": 2, **configs[2]}))
     with pytest.raises(ValueError, match="secagg_keys"):
         LocalFederation(tmp_path, num_nodes=3, tls=False, secagg_keys=-1)
+
+
+def test_a_superlink_that_cannot_be_asked_gets_settle_seconds_not_the_timeout(monkeypatch,
+                                                                              tmp_path):
+    # a killed SuperLink: the run's status cannot be read; the caller hears of it after
+    # `settle` seconds, not at the end of a long timeout
+    from fedkit.flower.runtime.flwr_cli import FlowerRunError
+
+    runner, calls = _fake_flower(monkeypatch, [])
+
+    asked = []
+
+    def unreachable(run_id, env, name):
+        asked.append(run_id)
+        raise FlowerRunError("connection refused")
+
+    monkeypatch.setattr(runner, "run_status", unreachable)
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(runner.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(FlowerRunError, match="could not read the status of run 7"):
+        runner.run_on_superlink({"x": 1}, "fed", project_root=tmp_path, timeout=3600,
+                                settle=60.0)
+    assert calls == []
+    assert len(asked) <= 7  # the clock moves 10 s per reading: about 60 s of asking, not 3600
