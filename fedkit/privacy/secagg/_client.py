@@ -286,8 +286,12 @@ class SecAggClient:
             raise SecAggAbort(
                 f"client {me}: roster has {len(roster)} clients, below threshold t={c.threshold}"
             )
+        commitments: dict[int, bytes] = {}  # each member's nonce commitment, recomputed once
         if c.committed_graph:
-            seed = self._committed_seed(broadcast.nonces, digests)
+            commitments = {cid: nonce_commitment(nonce, client_id=cid, run_id=c.run_id,
+                                                 round_id=c.round_id)
+                           for cid, nonce in broadcast.nonces.items()}
+            seed = self._committed_seed(broadcast.nonces, digests, commitments)
         elif broadcast.nonces:
             raise SecAggProtocolError(
                 f"client {me}: the roster carries graph nonces, but this instance has no "
@@ -295,7 +299,7 @@ class SecAggClient:
             )
         else:
             seed = graph_seed(digests, run_id=c.run_id, round_id=c.round_id)
-        self._check_signed_roster(broadcast, digests)
+        self._check_signed_roster(broadcast, digests, commitments)
         graph = communication_graph(roster, c.num_neighbours, seed)
         self._neighbours = graph[me]
         if c.consistency_check and len(self._neighbours) < len(roster) - 1:
@@ -332,8 +336,10 @@ class SecAggClient:
         self._leave(Stage.SHARE_KEYS)
         return ShareKeys(c.run_id, c.round_id, me, MappingProxyType(ciphertexts))
 
-    def _check_signed_roster(self, broadcast: KeysBroadcast, digests: dict[int, bytes]) -> None:
-        """With ``consistency_check``: every roster entry signed (else no signatures)."""
+    def _check_signed_roster(self, broadcast: KeysBroadcast, digests: dict[int, bytes],
+                             commitments: dict[int, bytes]) -> None:
+        """With ``consistency_check``: every roster entry signed (else no signatures);
+        ``commitments``: the members' nonce commitments (committed graph, else empty)."""
         c, me = self.config, self.client_id
         signatures = getattr(broadcast, "signatures", {})
         if not c.consistency_check:
@@ -342,16 +348,13 @@ class SecAggClient:
                     f"client {me}: the roster carries key signatures, but this instance has "
                     "no consistency check")
             return
-        commitments = {}
-        if c.committed_graph:  # the roster root check follows; here only what was signed
-            commitments = {cid: nonce_commitment(nonce, client_id=cid, run_id=c.run_id,
-                                                 round_id=c.round_id)
-                           for cid, nonce in broadcast.nonces.items() if cid in digests}
         check_roster_signatures(self._identity, c, me, digests, commitments, signatures)
 
-    def _committed_seed(self, nonces, digests: dict[int, bytes]) -> bytes:
+    def _committed_seed(self, nonces, digests: dict[int, bytes],
+                        commitments: dict[int, bytes]) -> bytes:
         """The graph seed from the revealed nonces, once they and the roster reproduce the
-        root the server committed to before any nonce was revealed.
+        root the server committed to before any nonce was revealed (``commitments``: each
+        nonce's commitment).
 
         Raises:
             SecAggProtocolError: Missing nonces, this client's own nonce altered, another
@@ -374,11 +377,7 @@ class SecAggClient:
                 f"client {me}: the roster has {len(digests)} clients, the committed roster "
                 f"{self._roster_size}; refusing the roster"
             )
-        entries = {
-            cid: (digests[cid], nonce_commitment(nonce, client_id=cid, run_id=c.run_id,
-                                                 round_id=c.round_id))
-            for cid, nonce in nonces.items()
-        }
+        entries = {cid: (digests[cid], commitments[cid]) for cid in nonces}
         root = roster_root(entries, run_id=c.run_id, round_id=c.round_id)
         if not hmac.compare_digest(root, self._root):
             raise SecAggProtocolError(
