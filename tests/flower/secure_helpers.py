@@ -17,6 +17,9 @@ from fedkit.flower.secagg.workflow import SecureAggregation, SecureAggregationSe
 from fedkit.privacy.secagg import Stage
 
 DIM = 6
+N = 8  # nodes of a round in node_round and the checks below
+CLIENTS = list(range(N))
+PLUS = dict(num_neighbours=4, threshold=0.5)  # k = 4, t = 3 of each 5: SecAgg+
 RNG = np.random.default_rng(7)
 VECTORS = {pid: RNG.uniform(-0.5, 0.5, DIM) for pid in range(16)}
 WEIGHTS = {pid: float(10 + 3 * pid) for pid in range(16)}
@@ -47,7 +50,7 @@ def toy_messages(grid, client_ids) -> list[tuple[Message, int]]:
     return out
 
 
-def node_round(app, settings, node_config=None, *, num_nodes: int = 8):
+def node_round(app, settings, node_config=None, *, num_nodes: int = N):
     """One secure round of ``app`` with every node's client (client id = partition id);
     ``node_config`` adds keys to some nodes' config (``{partition id: {key: value}}``)."""
     grid = InProcessGrid(app, num_nodes=num_nodes, run_config={})
@@ -58,13 +61,13 @@ def node_round(app, settings, node_config=None, *, num_nodes: int = 8):
                                            spec=VectorSpec(), vector_length=DIM, server_round=3)
 
 
-def rounding_step(contributors, *, num_nodes: int = 8) -> float:
+def rounding_step(contributors, *, num_nodes: int = N) -> float:
     """Stochastic rounding's bound on a sum: one quantum (max_weight / scale) per client."""
     config = SecureAggregationSettings().protocol_config(num_nodes, DIM, round_id=3, run_id=1)
     return config.max_weight / config.resolved_scale * len(contributors)
 
 
-def assert_exact_sum(outcome, contributors, *, num_nodes: int = 8):
+def assert_exact_sum(outcome, contributors, *, num_nodes: int = N):
     """The round summed exactly the weighted vectors of ``contributors``, up to stochastic
     rounding (:func:`rounding_step`)."""
     assert outcome.aborted is None, outcome.aborted

@@ -8,7 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from secure_helpers import (
+    CLIENTS,
     DIM,
+    PLUS,
+    N,
     assert_exact_sum,
     dropping,
     final_model,
@@ -29,23 +32,15 @@ from fedkit.privacy.secagg import (
 )
 from fedkit.privacy.submodel import SubmodelSecAggConfig
 
-N = 8
-CLIENTS = list(range(N))
-PLUS = dict(num_neighbours=4, threshold=0.5)  # k = 4, t = 3 of each 5: SecAgg+
-
-
-def _round(app, settings, node_config=None):
-    return node_round(app, settings, node_config, num_nodes=N)
-
 
 def test_a_round_with_the_option_runs_the_reveal_stage_and_sums_exactly():
-    outcome = _round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True))
+    outcome = node_round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True))
     assert_exact_sum(outcome, CLIENTS)
     assert list(outcome.stage_seconds) == [s.value for s in SecAggConfig(
         num_clients=N, vector_length=DIM, threshold=3, committed_graph=True).stages]
     assert outcome.bytes_up[Stage.REVEAL_NONCE.value] == N * (22 + 8 + 16)
     assert outcome.bytes_down[Stage.REVEAL_NONCE.value] == N * (22 + 8 + 4 + 32)
-    plain = _round(toy_app, SecureAggregationSettings(**PLUS))
+    plain = node_round(toy_app, SecureAggregationSettings(**PLUS))
     assert Stage.REVEAL_NONCE.value not in plain.stage_seconds  # off: four stages, as before
     assert_exact_sum(plain, CLIENTS)  # the same sum, up to each one's rounding
     np.testing.assert_allclose(outcome.weighted_sum, plain.weighted_sum, rtol=0,
@@ -55,14 +50,14 @@ def test_a_round_with_the_option_runs_the_reveal_stage_and_sums_exactly():
 @pytest.mark.parametrize("stage", [Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK])
 def test_dropouts_after_the_reveal_keep_the_sum_exact(stage):
     dropped = {2, 5}
-    outcome = _round(dropping(toy_app, {stage: dropped}),
+    outcome = node_round(dropping(toy_app, {stage: dropped}),
                      SecureAggregationSettings(**PLUS, committed_graph=True))
     assert_exact_sum(outcome, CLIENTS if stage is Stage.UNMASK else set(CLIENTS) - dropped)
     assert set(outcome.failed) == dropped
 
 
 def test_a_dropout_at_the_reveal_aborts_the_round_with_the_reason():
-    outcome = _round(dropping(toy_app, {Stage.REVEAL_NONCE: {6}}),
+    outcome = node_round(dropping(toy_app, {Stage.REVEAL_NONCE: {6}}),
                      SecureAggregationSettings(**PLUS, committed_graph=True))
     assert outcome.weighted_sum is None
     assert "clients [6] of the committed roster did not reveal" in outcome.aborted
@@ -103,15 +98,15 @@ def test_the_submodel_task_refuses_the_option():
 # -- a node that requires the option --------------------------------------------------------
 def test_a_node_that_requires_a_committed_graph_refuses_a_round_without_it():
     require = {"secagg-require-committed-graph": True}
-    outcome = _round(toy_app, SecureAggregationSettings(**PLUS), {3: require})
+    outcome = node_round(toy_app, SecureAggregationSettings(**PLUS), {3: require})
     assert ("client 3 refuses the round: the SecAgg+ graph (k = 4 of a cohort of 8) is not "
             "committed" in outcome.failed[3])
     assert_exact_sum(outcome, [c for c in CLIENTS if c != 3])
     # every node requires it: no round without the option, an exact one with it
     everyone = dict.fromkeys(CLIENTS, require)
-    refused = _round(toy_app, SecureAggregationSettings(**PLUS), everyone)
+    refused = node_round(toy_app, SecureAggregationSettings(**PLUS), everyone)
     assert refused.weighted_sum is None and "below threshold" in refused.aborted
-    assert_exact_sum(_round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True),
+    assert_exact_sum(node_round(toy_app, SecureAggregationSettings(**PLUS, committed_graph=True),
                          everyone), CLIENTS)
 
 

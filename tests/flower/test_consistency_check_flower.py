@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from secure_helpers import (
+    CLIENTS,
     DIM,
+    PLUS,
+    N,
     assert_exact_sum,
     dropping,
     final_model,
@@ -31,14 +34,7 @@ from fedkit.privacy.secagg import SecAggConfig, SecAggConfigError, SigningKey, S
 from fedkit.privacy.secagg.signing import KeyList, write_signing_keys
 from fedkit.privacy.submodel import SubmodelSecAggConfig
 
-N = 8
-CLIENTS = list(range(N))
-PLUS = dict(num_neighbours=4, threshold=0.5)  # k = 4, t = 3 of each 5: SecAgg+
 ON = dict(consistency_check=True)
-
-
-def _round(app, settings, node_config=None):
-    return node_round(app, settings, node_config, num_nodes=N)
 
 
 def _key_files(tmp_path):
@@ -52,13 +48,13 @@ def _key_files(tmp_path):
 
 @pytest.mark.parametrize("graph", [{}, PLUS], ids=["complete", "secagg+"])
 def test_a_round_with_the_option_runs_the_consistency_stage_and_sums_exactly(graph):
-    outcome = _round(toy_app, SecureAggregationSettings(**graph, **ON))
+    outcome = node_round(toy_app, SecureAggregationSettings(**graph, **ON))
     assert_exact_sum(outcome, CLIENTS)
     assert list(outcome.stage_seconds) == [s.value for s in SecAggConfig(
         num_clients=N, vector_length=DIM, threshold=3, consistency_check=True).stages]
     assert outcome.bytes_up[Stage.CONSISTENCY_CHECK.value] == N * (22 + 8 + 64)
     assert outcome.bytes_down[Stage.CONSISTENCY_CHECK.value] == N * (22 + 8 + 4 + 8 * N)
-    plain = _round(toy_app, SecureAggregationSettings(**graph))
+    plain = node_round(toy_app, SecureAggregationSettings(**graph))
     assert Stage.CONSISTENCY_CHECK.value not in plain.stage_seconds  # off: as before
     np.testing.assert_allclose(outcome.weighted_sum, plain.weighted_sum, rtol=0,
                                atol=2 * rounding_step(CLIENTS))
@@ -69,7 +65,7 @@ def test_a_round_with_the_option_runs_the_consistency_stage_and_sums_exactly(gra
                                    Stage.CONSISTENCY_CHECK, Stage.UNMASK])
 def test_dropouts_at_every_stage_keep_the_sum_exact(stage, committed):
     dropped = {2, 5}
-    outcome = _round(dropping(toy_app, {stage: dropped}),
+    outcome = node_round(dropping(toy_app, {stage: dropped}),
                      SecureAggregationSettings(**PLUS, **ON, committed_graph=committed))
     inputs_in = stage in (Stage.CONSISTENCY_CHECK, Stage.UNMASK)
     assert_exact_sum(outcome, CLIENTS if inputs_in else set(CLIENTS) - dropped)
@@ -79,13 +75,13 @@ def test_dropouts_at_every_stage_keep_the_sum_exact(stage, committed):
 
 def test_nodes_sign_with_the_key_files_of_their_node_config(tmp_path):
     files, key_list = _key_files(tmp_path)
-    assert_exact_sum(_round(toy_app, SecureAggregationSettings(**PLUS, **ON), files), CLIENTS)
+    assert_exact_sum(node_round(toy_app, SecureAggregationSettings(**PLUS, **ON), files), CLIENTS)
     # a node checks the roster against its own key list, not anything the server sends: a
     # list that gives client 5 another key makes that node refuse the roster
     forged = KeyList({**dict(key_list), 5: SigningKey.generate().public})
     forged.save(tmp_path / "forged.json")
     files[1] = {**files[1], KEY_LIST_KEY: str(tmp_path / "forged.json")}
-    outcome = _round(toy_app, SecureAggregationSettings(**ON), files)
+    outcome = node_round(toy_app, SecureAggregationSettings(**ON), files)
     assert "the roster entry of client 5 has no valid signature" in outcome.failed[1]
     assert_exact_sum(outcome, [c for c in CLIENTS if c != 1])
 
@@ -93,14 +89,14 @@ def test_nodes_sign_with_the_key_files_of_their_node_config(tmp_path):
 def test_a_node_without_a_usable_identity_refuses_with_the_reason(tmp_path):
     files, _ = _key_files(tmp_path)
     deployed = {0: {"client-id": 0}}  # a deployed node must have the files
-    outcome = _round(toy_app, SecureAggregationSettings(**ON), deployed)
+    outcome = node_round(toy_app, SecureAggregationSettings(**ON), deployed)
     assert ("this node has no signing key: set secagg-signing-key and secagg-key-list"
             in outcome.failed[0])
     half = {1: {SIGNING_KEY_KEY: files[1][SIGNING_KEY_KEY]}}
-    outcome = _round(toy_app, SecureAggregationSettings(**ON), half)
+    outcome = node_round(toy_app, SecureAggregationSettings(**ON), half)
     assert "node config secagg-key-list = None" in outcome.failed[1]
     swapped = {2: files[3]}  # node 2 holds client 3's key: not the key its list gives 2
-    outcome = _round(toy_app, SecureAggregationSettings(**ON), {**files, **swapped})
+    outcome = node_round(toy_app, SecureAggregationSettings(**ON), {**files, **swapped})
     assert "client 2: its signing key is not the key its key list file" in outcome.failed[2]
     assert_exact_sum(outcome, [c for c in CLIENTS if c != 2])
 
@@ -139,7 +135,7 @@ def test_the_submodel_task_refuses_the_option():
 # -- a node that requires the option --------------------------------------------------------
 def test_a_node_that_requires_the_consistency_check_refuses_a_round_without_it(tmp_path):
     require = {"secagg-require-consistency-check": True}
-    outcome = _round(toy_app, SecureAggregationSettings(**PLUS), {3: require})
+    outcome = node_round(toy_app, SecureAggregationSettings(**PLUS), {3: require})
     assert ("client 3 refuses the round: the consistency check is off (consistency_check), "
             "but this client requires it (secagg-require-consistency-check)"
             in outcome.failed[3])
@@ -147,15 +143,15 @@ def test_a_node_that_requires_the_consistency_check_refuses_a_round_without_it(t
     # every node requires it: no round without the option; with it, a requiring node signs
     # with its key files only, never with simulation keys
     everyone = dict.fromkeys(CLIENTS, require)
-    refused = _round(toy_app, SecureAggregationSettings(**PLUS), everyone)
+    refused = node_round(toy_app, SecureAggregationSettings(**PLUS), everyone)
     assert refused.weighted_sum is None and "below threshold" in refused.aborted
-    no_files = _round(toy_app, SecureAggregationSettings(**PLUS, **ON), everyone)
+    no_files = node_round(toy_app, SecureAggregationSettings(**PLUS, **ON), everyone)
     assert no_files.weighted_sum is None
     assert "it requires the consistency check, which simulation keys would not protect" in (
         no_files.failed[0])
     files, _ = _key_files(tmp_path)
     with_files = {cid: {**require, **files[cid]} for cid in CLIENTS}
-    assert_exact_sum(_round(toy_app, SecureAggregationSettings(**PLUS, **ON), with_files),
+    assert_exact_sum(node_round(toy_app, SecureAggregationSettings(**PLUS, **ON), with_files),
                   CLIENTS)
 
 
