@@ -239,22 +239,24 @@ class LocalFederation:
     def secagg_key_list(self) -> Path | None:
         """The key list the SuperNodes were given (``secagg_keys``), for the run config's
         ``secagg_key_list`` (the server's copy); None without signing keys."""
-        if self.secagg_keys and self._secagg_key_list is None:
-            self._secagg_node_config(0)  # writes the key set
-        return self._secagg_key_list
+        return self._secagg_key_set()[1]
 
-    def _secagg_node_config(self, client_id: int) -> dict[str, str]:
-        """Node-config entries naming ``client_id``'s signing key and the key list (the key
-        set is written on first use); none for an id outside ``0 .. secagg_keys - 1``."""
+    def _secagg_key_set(self) -> tuple[dict[int, Path], Path | None]:
+        """Each keyed client's key file and the key list, written on first use."""
         if self.secagg_keys and self._secagg_key_list is None:
             from fedkit.privacy.secagg.signing import write_signing_keys
 
             self._secagg_key_files, self._secagg_key_list = write_signing_keys(
                 self.workdir / "secagg-keys", self.secagg_keys)
-        if client_id not in self._secagg_key_files:
+        return self._secagg_key_files, self._secagg_key_list
+
+    def _secagg_node_config(self, client_id: int) -> dict[str, str]:
+        """Node-config entries naming ``client_id``'s signing key and the key list; none for
+        an id outside ``0 .. secagg_keys - 1``."""
+        files, key_list = self._secagg_key_set()
+        if client_id not in files:
             return {}
-        return {"secagg-signing-key": str(self._secagg_key_files[client_id]),
-                "secagg-key-list": str(self._secagg_key_list)}
+        return {"secagg-signing-key": str(files[client_id]), "secagg-key-list": str(key_list)}
 
     def worker_pids(self, client_id: int) -> list[int]:
         """PIDs of the ClientApp workers of the SuperNode of ``client_id`` (``"process"``)."""
