@@ -200,6 +200,7 @@ class KeyList(Mapping[int, bytes]):
 
     def __init__(self, keys: Mapping[int, bytes | str], *, source: str = "key list") -> None:
         entries: dict[int, bytes] = {}
+        verifiers: dict[int, Ed25519PublicKey] = {}
         owner: dict[bytes, int] = {}
         for raw_id, value in keys.items():
             where = f"{source}: entry {raw_id!r}"
@@ -209,7 +210,7 @@ class KeyList(Mapping[int, bytes]):
                                         "[0, 2^64)")
             public = _public_bytes(value, where)
             try:
-                Ed25519PublicKey.from_public_bytes(public)
+                verifiers[raw_id] = Ed25519PublicKey.from_public_bytes(public)
             except ValueError as exc:
                 raise SecAggConfigError(f"{where}: not an Ed25519 public key ({exc})") from exc
             if public in owner:
@@ -218,7 +219,7 @@ class KeyList(Mapping[int, bytes]):
             owner[public] = raw_id
             entries[raw_id] = public
         self._keys = dict(sorted(entries.items()))
-        self._verifiers: dict[int, Ed25519PublicKey] = {}
+        self._verifiers = verifiers  # the validated keys, ready to verify
         self.source = source
 
     # -- Mapping -------------------------------------------------------------------------
@@ -237,14 +238,10 @@ class KeyList(Mapping[int, bytes]):
     def verify(self, client_id: int, signature: bytes, statement: bytes) -> bool:
         """Whether ``signature`` is client ``client_id``'s signature of ``statement``; False
         for an id not in the list or a signature of the wrong size."""
-        if client_id not in self._keys or len(signature) != SIGNATURE_SIZE:
+        if client_id not in self._verifiers or len(signature) != SIGNATURE_SIZE:
             return False
-        verifier = self._verifiers.get(client_id)
-        if verifier is None:
-            verifier = Ed25519PublicKey.from_public_bytes(self._keys[client_id])
-            self._verifiers[client_id] = verifier
         try:
-            verifier.verify(bytes(signature), bytes(statement))
+            self._verifiers[client_id].verify(bytes(signature), bytes(statement))
         except InvalidSignature:
             return False
         return True
